@@ -1,0 +1,364 @@
+//! The client: one connection, many concurrent calls matched to responses by request id.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::conn::{self, FrameReader, Outbox};
+use crate::net::Stream;
+use crate::wire::{self, Header};
+use crate::{Code, Endpoint, Error, ToEndpoint, frame};
+
+/// How a [`Client`] connects and calls. Every field has a safe default.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Time allowed to connect and exchange hellos. Default: 10 s.
+    pub connect_timeout: Duration,
+    /// Deadline of each call unless overridden with [`Client::with_timeout`]. Default: 30 s.
+    pub call_timeout: Duration,
+    /// The largest response frame accepted, in bytes. Default: [`frame::DEFAULT_MAX_FRAME`] (4 MiB).
+    pub max_frame: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(30),
+            max_frame: frame::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// A connection to a server. Cheap to clone; all clones share the connection, and any number
+/// of tasks may call through it at once. The connection closes when the last clone is dropped.
+///
+/// Usually wrapped by a generated `FooClient`; [`Client::call`] is the untyped entry point.
+#[derive(Debug, Clone)]
+pub struct Client {
+    handle: Arc<Handle>,
+    timeout: Duration,
+}
+
+/// Owned by the clones of one `Client`; dropping the last one ends the connection.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.user_gone.notify_one();
+    }
+}
+
+/// State shared by the callers and the connection's reader task.
+#[derive(Debug)]
+struct Shared {
+    outbox: Arc<Outbox>,
+    calls: Mutex<Calls>,
+    endpoint: Endpoint,
+    user_gone: Notify,
+}
+
+#[derive(Debug)]
+struct Calls {
+    next_id: u64,
+    pending: HashMap<u64, Slot>,
+    /// Why no new call may start, once that is so.
+    refused: Option<Refusal>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// The server sent GoAway.
+    GoingAway,
+    /// The connection is gone.
+    Closed,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Waiting(Option<Waker>),
+    Done(Result<Bytes, Error>),
+}
+
+impl Client {
+    /// Connects to `endpoint` with the default [`ClientConfig`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), rpc_core::Error> {
+    /// let client = rpc_core::Client::connect("tcp://127.0.0.1:7878").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(endpoint: impl ToEndpoint) -> Result<Client, Error> {
+        Client::connect_with(endpoint, ClientConfig::default()).await
+    }
+
+    /// Connects to `endpoint`: opens the socket and exchanges hellos within
+    /// `config.connect_timeout`.
+    pub async fn connect_with(
+        endpoint: impl ToEndpoint,
+        config: ClientConfig,
+    ) -> Result<Client, Error> {
+        let endpoint = endpoint.to_endpoint()?;
+        let handshake = handshake(&endpoint, config.max_frame);
+        let (stream, reader, peer_max) = tokio::time::timeout(config.connect_timeout, handshake)
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                endpoint: endpoint.to_string(),
+                timeout: config.connect_timeout,
+            })??;
+        let stream = Arc::new(stream);
+        let outbox = Outbox::new(stream.clone(), peer_max);
+        let shared = Arc::new(Shared {
+            outbox: outbox.clone(),
+            calls: Mutex::new(Calls { next_id: 1, pending: HashMap::new(), refused: None }),
+            endpoint,
+            user_gone: Notify::new(),
+        });
+        tokio::spawn(outbox.run_writer());
+        tokio::spawn(read_loop(shared.clone(), stream, reader));
+        Ok(Client { handle: Arc::new(Handle { shared }), timeout: config.call_timeout })
+    }
+
+    /// A handle on the same connection whose calls have deadline `timeout`.
+    pub fn with_timeout(&self, timeout: Duration) -> Client {
+        Client { handle: self.handle.clone(), timeout }
+    }
+
+    /// The deadline this handle gives each call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The endpoint this client connected to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.handle.shared.endpoint
+    }
+
+    /// Calls `method` with the encoded argument tuple `args` and decodes the result as `R`.
+    ///
+    /// Ends with [`Error::DeadlineExceeded`] when the deadline passes first. Dropping the
+    /// returned future cancels the call on the server.
+    pub async fn call<A, R>(&self, method: u32, args: &A) -> Result<R, Error>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let call = self.call_raw(method, args, self.timeout);
+        let body = tokio::time::timeout_at(deadline, call)
+            .await
+            .map_err(|_| Error::DeadlineExceeded(self.timeout))??;
+        wire::decode_body(&body).map_err(Error::Decode)
+    }
+
+    async fn call_raw<A: Serialize + ?Sized>(
+        &self,
+        method: u32,
+        args: &A,
+        budget: Duration,
+    ) -> Result<Bytes, Error> {
+        let shared = &self.handle.shared;
+        let id = shared.register()?;
+        // From here on, dropping this future removes the call and, once sent, cancels it.
+        let mut guard = CallGuard { shared, id, sent: false };
+        let budget_us = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
+        shared.outbox.send(&Header::Request { id, method, budget_us }, Some(args))?;
+        guard.sent = true;
+        poll_fn(|cx| {
+            let mut calls = shared.lock();
+            match calls.pending.get_mut(&id) {
+                Some(Slot::Waiting(waker)) => {
+                    if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        *waker = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+                Some(Slot::Done(_)) => match calls.pending.remove(&id) {
+                    Some(Slot::Done(result)) => Poll::Ready(result),
+                    _ => Poll::Ready(Err(Error::ConnectionClosed)),
+                },
+                None => Poll::Ready(Err(Error::ConnectionClosed)),
+            }
+        })
+        .await
+    }
+}
+
+/// Removes a call that ends early (error, deadline or drop) and tells the server to stop.
+struct CallGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+    sent: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        let waiting = matches!(self.shared.lock().pending.remove(&self.id), Some(Slot::Waiting(_)));
+        if waiting && self.sent {
+            let _ = self.shared.outbox.send::<()>(&Header::Cancel { id: self.id }, None);
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Calls> {
+        // Every update of `Calls` is complete before any code that could panic runs.
+        self.calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(&self) -> Result<u64, Error> {
+        let mut calls = self.lock();
+        match calls.refused {
+            Some(Refusal::Closed) => return Err(Error::ConnectionClosed),
+            Some(Refusal::GoingAway) => {
+                return Err(Error::Remote {
+                    code: Code::ShuttingDown,
+                    message: "the server is shutting down (it sent GoAway)".to_owned(),
+                });
+            }
+            None => {}
+        }
+        let id = calls.next_id;
+        calls.next_id += 1;
+        calls.pending.insert(id, Slot::Waiting(None));
+        Ok(id)
+    }
+
+    /// Hands a call its result. A response for an id that was never sent is a protocol
+    /// violation; one for a call that already ended (cancelled, timed out) is dropped.
+    fn complete(&self, id: u64, result: Result<Bytes, Error>) -> Result<(), Error> {
+        let mut calls = self.lock();
+        if id >= calls.next_id {
+            return Err(Error::Protocol(format!(
+                "response for request id {id}, which was never sent"
+            )));
+        }
+        let waker = match calls.pending.get_mut(&id) {
+            Some(slot @ Slot::Waiting(_)) => match std::mem::replace(slot, Slot::Done(result)) {
+                Slot::Waiting(waker) => waker,
+                Slot::Done(_) => None,
+            },
+            Some(Slot::Done(_)) => {
+                tracing::debug!(id, "duplicate response dropped");
+                None
+            }
+            None => None,
+        };
+        drop(calls);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Ends every pending call with an error made by `error` and refuses new ones.
+    fn close(&self, error: impl Fn() -> Error) {
+        let mut calls = self.lock();
+        calls.refused = Some(Refusal::Closed);
+        let mut wakers = Vec::new();
+        for slot in calls.pending.values_mut() {
+            if let Slot::Waiting(waker) = slot {
+                wakers.extend(waker.take());
+                *slot = Slot::Done(Err(error()));
+            }
+        }
+        drop(calls);
+        self.outbox.close();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Handles one frame from the server.
+    fn on_frame(&self, frame: Bytes) -> Result<(), Error> {
+        let (header, body_at) = wire::decode_header(&frame)?;
+        match header {
+            Header::Response { id } => self.complete(id, Ok(frame.slice(body_at..))),
+            Header::Failure { id, code, message } => {
+                let error =
+                    Error::Remote { code: Code::from_u32(code), message: message.into_owned() };
+                self.complete(id, Err(error))
+            }
+            Header::GoAway => {
+                let mut calls = self.lock();
+                calls.refused.get_or_insert(Refusal::GoingAway);
+                Ok(())
+            }
+            Header::Close { code, message } => {
+                Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() })
+            }
+            Header::Request { .. } | Header::Cancel { .. } => {
+                Err(Error::Protocol("the server sent a client-only message".to_owned()))
+            }
+        }
+    }
+}
+
+/// Connects and exchanges hellos; returns the stream, the reader holding any bytes that
+/// followed the server's hello, and the largest frame the server accepts.
+async fn handshake(
+    endpoint: &Endpoint,
+    max_frame: usize,
+) -> Result<(Stream, FrameReader, usize), Error> {
+    let stream = Stream::connect(endpoint)
+        .await
+        .map_err(|source| Error::Connect { endpoint: endpoint.to_string(), source })?;
+    let mut hello = bytes::BytesMut::new();
+    wire::encode_hello(&mut hello, max_frame);
+    conn::write_all(&stream, &hello).await?;
+    let mut reader = FrameReader::new(max_frame);
+    let first = reader.next(&stream).await?.ok_or(Error::ConnectionClosed)?;
+    // A server that refuses the connection answers with Close instead of Hello.
+    if let Ok((Header::Close { code, message }, _)) = wire::decode_header(&first) {
+        return Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() });
+    }
+    let peer_max = wire::decode_hello(&first)?;
+    Ok((stream, reader, peer_max))
+}
+
+/// The connection's reader task: routes responses to their calls until the connection ends,
+/// then ends every call still pending.
+async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameReader) {
+    let result = loop {
+        // Handle every frame already buffered before waiting on the socket again.
+        let handled = loop {
+            match reader.next_buffered() {
+                Ok(Some(frame)) => {
+                    if let Err(e) = shared.on_frame(frame.freeze()) {
+                        break Err(e);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = handled {
+            break Err(e);
+        }
+        tokio::select! {
+            ready = stream.readable() => match ready.map_err(Error::Io).and_then(|()| reader.fill(&stream)) {
+                Ok(true) => {}
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            },
+            () = shared.user_gone.notified() => break Ok(()),
+        }
+    };
+    match result {
+        Ok(()) => shared.close(|| Error::ConnectionClosed),
+        Err(e) => {
+            tracing::debug!(endpoint = %shared.endpoint, error = %e, "connection failed");
+            shared.close(|| e.duplicate());
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The one place that calls bincode: every encode and decode in the crate goes through here.
+//!
+//! Keeping bincode behind these four functions means the body codec can be swapped without
+//! touching framing, the client or the server.
+
+use bincode::config::{Configuration, standard};
+use bincode::enc::write::Writer;
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// bincode's `standard()` configuration: little endian, variable-length integers.
+const CONFIG: Configuration = standard();
+
+/// A value could not be encoded or decoded; the message comes from the codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CodecError(pub(crate) String);
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Appends bincode's writes to a `BytesMut` without an intermediate buffer.
+struct BytesWriter<'a>(&'a mut BytesMut);
+
+impl Writer for BytesWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.put_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Encodes `value` at the end of `buf`. On error `buf` may hold a partial encoding; callers
+/// truncate it back.
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut BytesMut,
+) -> Result<(), CodecError> {
+    bincode::serde::encode_into_writer(value, BytesWriter(buf), CONFIG)
+        .map_err(|e| CodecError(e.to_string()))
+}
+
+/// Decodes one `T` from the front of `bytes` and returns it with the number of bytes it used.
+pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    bincode::serde::decode_from_slice(bytes, CONFIG).map_err(|e| CodecError(e.to_string()))
+}
+
+/// Decodes a `T` that must use every byte of `bytes`: trailing bytes are an error, since they
+/// mean the peer's idea of the type differs from ours.
+pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = decode_prefix(bytes)?;
+    if used != bytes.len() {
+        return Err(CodecError(format!("{} trailing bytes after the value", bytes.len() - used)));
+    }
+    Ok(value)
+}

@@ -1,0 +1,246 @@
+//! The two halves of a connection that client and server share: [`Outbox`] for writing and
+//! [`FrameReader`] for reading.
+//!
+//! Writing is done by whoever has a frame to send, on its own task: it encodes into the shared
+//! buffer and writes with a non-blocking `try_write` while holding the buffer's lock. Only when
+//! the socket pushes back does the connection's writer task take over and wait for it to drain.
+//! So a call normally costs no task hop to get onto the wire, and frames that queue up while
+//! the socket is busy leave together in one write.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Buf, BytesMut};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::Error;
+use crate::frame::FrameDecoder;
+use crate::net::Stream;
+use crate::wire::{self, Header};
+
+/// Bytes the write buffer may hold while corked before it is written anyway.
+const CORK_LIMIT: usize = 64 * 1024;
+
+/// The write side of a connection, shared by every task that sends on it.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    stream: Arc<Stream>,
+    state: Mutex<OutState>,
+    /// Wakes the writer task: the socket pushed back, or the outbox closed.
+    wake_writer: Notify,
+}
+
+#[derive(Debug)]
+struct OutState {
+    buf: BytesMut,
+    /// The writer task owns the socket until it has drained `buf`.
+    backlogged: bool,
+    /// Frames are collected, not written, while the reader handles a batch of requests.
+    corked: bool,
+    /// No more frames are accepted; the writer task drains what is left and stops.
+    closed: bool,
+    /// The largest frame payload the peer accepts.
+    peer_max: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(stream: Arc<Stream>, peer_max: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            stream,
+            state: Mutex::new(OutState {
+                buf: BytesMut::new(),
+                backlogged: false,
+                corked: false,
+                closed: false,
+                peer_max,
+            }),
+            wake_writer: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, OutState> {
+        // The state stays consistent across a panic (every update is a single assignment or a
+        // whole frame), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Encodes one frame and starts writing it. An encoding error or an oversized frame fails
+    /// this frame only; the connection stays usable.
+    pub(crate) fn send<B: Serialize + ?Sized>(
+        &self,
+        header: &Header<'_>,
+        body: Option<&B>,
+    ) -> Result<(), Error> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Error::ConnectionClosed);
+        }
+        let limit = st.peer_max;
+        wire::encode(&mut st.buf, header, body, limit)?;
+        if !st.corked || st.buf.len() >= CORK_LIMIT {
+            self.write_locked(&mut st);
+        }
+        Ok(())
+    }
+
+    /// Holds frames back until [`Outbox::uncork`], so a batch of responses leaves in one write.
+    pub(crate) fn cork(&self) {
+        self.lock().corked = true;
+    }
+
+    /// Writes everything held back by [`Outbox::cork`].
+    pub(crate) fn uncork(&self) {
+        let mut st = self.lock();
+        st.corked = false;
+        self.write_locked(&mut st);
+    }
+
+    /// Refuses further frames; the writer task writes what is queued, then stops.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        st.corked = false;
+        self.wake_writer.notify_one();
+    }
+
+    /// Writes as much as the socket takes now; hands the rest to the writer task.
+    fn write_locked(&self, st: &mut OutState) {
+        if st.backlogged {
+            return;
+        }
+        match self.try_drain(st) {
+            Ok(true) => {}
+            Ok(false) => {
+                st.backlogged = true;
+                self.wake_writer.notify_one();
+            }
+            Err(_) => self.fail(st),
+        }
+    }
+
+    /// `Ok(true)` when the buffer is empty, `Ok(false)` when the socket would block.
+    fn try_drain(&self, st: &mut OutState) -> io::Result<bool> {
+        while !st.buf.is_empty() {
+            match self.stream.try_write(&st.buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => st.buf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// A write failed: the connection is dead. The reader sees the same error and ends the
+    /// calls; here we only stop accepting frames.
+    fn fail(&self, st: &mut OutState) {
+        st.closed = true;
+        st.buf = BytesMut::new();
+        self.wake_writer.notify_one();
+    }
+
+    /// The connection's writer task: drains the buffer whenever the socket pushed back, and
+    /// returns once the outbox is closed and everything queued is written (or writing failed).
+    pub(crate) async fn run_writer(self: Arc<Self>) {
+        loop {
+            let (closed, pending) = {
+                let st = self.lock();
+                (st.closed, st.backlogged || (st.closed && !st.buf.is_empty()))
+            };
+            if !pending {
+                if closed {
+                    return;
+                }
+                // A notify sent since the check above is kept as a permit, so none is lost.
+                self.wake_writer.notified().await;
+                continue;
+            }
+            if self.stream.writable().await.is_err() {
+                self.fail(&mut self.lock());
+                return;
+            }
+            let mut st = self.lock();
+            match self.try_drain(&mut st) {
+                Ok(drained) => st.backlogged = !drained,
+                Err(_) => {
+                    self.fail(&mut st);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Size of each read from the socket; frames larger than this are read in several.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// The read side of a connection: bytes from the socket, cut into frame payloads.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl FrameReader {
+    pub(crate) fn new(max_frame: usize) -> FrameReader {
+        FrameReader { buf: BytesMut::new(), decoder: FrameDecoder::new(max_frame) }
+    }
+
+    /// A complete frame already in the buffer, if any; never waits.
+    pub(crate) fn next_buffered(&mut self) -> Result<Option<BytesMut>, Error> {
+        self.decoder.decode(&mut self.buf)
+    }
+
+    /// Reads what the socket has after [`Stream::readable`] fired. `Ok(false)` is a clean end
+    /// of stream; an end in the middle of a frame is an error.
+    pub(crate) fn fill(&mut self, stream: &Stream) -> Result<bool, Error> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(&mut self.buf) {
+            Ok(0) if self.buf.is_empty() => Ok(false),
+            Ok(0) => Err(Error::Protocol(format!(
+                "connection closed in the middle of a frame ({} bytes unread)",
+                self.buf.len()
+            ))),
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    /// Waits for the next frame. `Ok(None)` is a clean end of stream.
+    pub(crate) async fn next(&mut self, stream: &Stream) -> Result<Option<BytesMut>, Error> {
+        loop {
+            if let Some(frame) = self.next_buffered()? {
+                return Ok(Some(frame));
+            }
+            stream.readable().await?;
+            if !self.fill(stream)? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Writes a whole buffer, waiting for the socket as needed; used only for the hello, before
+/// the connection's writer task exists.
+pub(crate) async fn write_all(stream: &Stream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! The error type returned by every fallible operation of the crate.
+
+use std::io;
+use std::time::Duration;
+
+/// Everything that can go wrong with a call, a connection or a server.
+///
+/// Framework failures live here; a service's own errors (the `E` of a `Result<T, E>` return
+/// type) are not errors of this type: they arrive as `Ok(Err(e))`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The endpoint string is not one of the accepted forms.
+    #[error(
+        "invalid endpoint {input:?}: {reason}; expected tcp://HOST:PORT, tcp://[IPV6]:PORT, \
+         unix:/PATH or unix:@NAME (abstract, Linux)"
+    )]
+    InvalidEndpoint {
+        /// The string as given.
+        input: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Connecting (or binding) failed at the socket level.
+    #[error("could not connect to {endpoint}: {source}")]
+    Connect {
+        /// The endpoint we tried.
+        endpoint: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The connection and hello exchange did not finish within the connect timeout.
+    #[error("connecting to {endpoint} timed out after {timeout:?}")]
+    ConnectTimeout {
+        /// The endpoint we tried.
+        endpoint: String,
+        /// The configured timeout.
+        timeout: Duration,
+    },
+    /// Binding a listening socket failed.
+    #[error("could not bind {endpoint}: {source}")]
+    Bind {
+        /// The endpoint we tried.
+        endpoint: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// An I/O error on an established connection.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    /// A frame is larger than the receiver accepts. Raised by the sender before writing (the
+    /// connection stays usable) or by the receiver on a declared length (the connection closes).
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    FrameTooLarge {
+        /// The frame's payload size in bytes.
+        size: usize,
+        /// The largest payload accepted.
+        limit: usize,
+    },
+    /// The peer sent something that breaks the protocol; the connection is closed.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The peer speaks another version of the protocol.
+    #[error("protocol version mismatch: we speak version {ours}, the peer speaks version {theirs}")]
+    VersionMismatch {
+        /// Our protocol version.
+        ours: u16,
+        /// The peer's protocol version.
+        theirs: u16,
+    },
+    /// The connection is closed (or closing): no call can be sent on it.
+    #[error("connection closed")]
+    ConnectionClosed,
+    /// The call's deadline passed before a response arrived.
+    #[error("deadline exceeded after {0:?}")]
+    DeadlineExceeded(Duration),
+    /// The arguments could not be encoded.
+    #[error("could not encode the request: {0}")]
+    Encode(String),
+    /// The response body does not decode as the method's return type.
+    #[error("could not decode the response: {0}")]
+    Decode(String),
+    /// The server refused or failed the call with a framework error.
+    #[error("server error ({code}): {message}")]
+    Remote {
+        /// What kind of failure.
+        code: Code,
+        /// The server's explanation.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The remote error code, if this is a [`Error::Remote`].
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Error::Remote { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Framework error codes carried on the wire (see WIRE.md, "Error codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Code {
+    /// No method with this id on the server (wrong service, or a changed signature).
+    UnknownMethod,
+    /// The request body does not decode as the method's arguments.
+    BadRequest,
+    /// The call's deadline passed on the server.
+    DeadlineExceeded,
+    /// The call was cancelled.
+    Cancelled,
+    /// The server is at a limit (connections, concurrent requests).
+    Overloaded,
+    /// The server's authorization hook refused the peer.
+    Unauthorized,
+    /// The handler panicked.
+    HandlerPanicked,
+    /// The server is shutting down and takes no new calls.
+    ShuttingDown,
+    /// A frame (request or response) exceeds a size limit.
+    FrameTooLarge,
+    /// The peer speaks another protocol version.
+    VersionMismatch,
+    /// The peer broke the protocol.
+    ProtocolViolation,
+    /// A code this version does not know.
+    Other(u32),
+}
+
+impl Code {
+    /// The number that stands for this code on the wire.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            Code::UnknownMethod => 1,
+            Code::BadRequest => 2,
+            Code::DeadlineExceeded => 3,
+            Code::Cancelled => 4,
+            Code::Overloaded => 5,
+            Code::Unauthorized => 6,
+            Code::HandlerPanicked => 7,
+            Code::ShuttingDown => 8,
+            Code::FrameTooLarge => 9,
+            Code::VersionMismatch => 10,
+            Code::ProtocolViolation => 11,
+            Code::Other(n) => n,
+        }
+    }
+
+    /// The code for a number read from the wire; unknown numbers become [`Code::Other`].
+    pub fn from_u32(n: u32) -> Code {
+        match n {
+            1 => Code::UnknownMethod,
+            2 => Code::BadRequest,
+            3 => Code::DeadlineExceeded,
+            4 => Code::Cancelled,
+            5 => Code::Overloaded,
+            6 => Code::Unauthorized,
+            7 => Code::HandlerPanicked,
+            8 => Code::ShuttingDown,
+            9 => Code::FrameTooLarge,
+            10 => Code::VersionMismatch,
+            11 => Code::ProtocolViolation,
+            n => Code::Other(n),
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Code::UnknownMethod => "unknown method",
+            Code::BadRequest => "bad request",
+            Code::DeadlineExceeded => "deadline exceeded",
+            Code::Cancelled => "cancelled",
+            Code::Overloaded => "overloaded",
+            Code::Unauthorized => "unauthorized",
+            Code::HandlerPanicked => "handler panicked",
+            Code::ShuttingDown => "shutting down",
+            Code::FrameTooLarge => "frame too large",
+            Code::VersionMismatch => "version mismatch",
+            Code::ProtocolViolation => "protocol violation",
+            Code::Other(n) => return write!(f, "code {n}"),
+        };
+        f.write_str(name)
+    }
+}
+
+impl Error {
+    /// A copy of a connection-level error, for each of the calls it ends.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
+            Error::FrameTooLarge { size, limit } => {
+                Error::FrameTooLarge { size: *size, limit: *limit }
+            }
+            Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::VersionMismatch { ours, theirs } => {
+                Error::VersionMismatch { ours: *ours, theirs: *theirs }
+            }
+            Error::Remote { code, message } => {
+                Error::Remote { code: *code, message: message.clone() }
+            }
+            Error::DeadlineExceeded(d) => Error::DeadlineExceeded(*d),
+            Error::Encode(m) => Error::Encode(m.clone()),
+            Error::Decode(m) => Error::Decode(m.clone()),
+            _ => Error::ConnectionClosed,
+        }
+    }
+
+    /// The code to put in a Close frame when this error ends a connection, if the peer
+    /// should be told.
+    pub(crate) fn close_code(&self) -> Option<Code> {
+        match self {
+            Error::FrameTooLarge { .. } => Some(Code::FrameTooLarge),
+            Error::VersionMismatch { .. } => Some(Code::VersionMismatch),
+            Error::Protocol(_) => Some(Code::ProtocolViolation),
+            _ => None,
+        }
+    }
+}

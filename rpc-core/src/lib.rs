@@ -1,0 +1,49 @@
+//! The runtime of the RPC framework: endpoints, framing, the wire format, a multiplexed
+//! client and a concurrent server.
+//!
+//! Most users write a trait annotated with [`service`] and use the generated `FooClient` and
+//! `FooServer`; this crate is what those stand on. See the repository's README for a complete
+//! example and WIRE.md for the protocol.
+//!
+//! # Layout
+//! - `endpoint`: `tcp://…` / `unix:…` addresses, parsed and displayed ([`Endpoint`]).
+//! - `net`: one listener and stream type over TCP and Unix sockets, peer identity ([`Peer`]).
+//! - `frame`: length-prefixed frames and the frame size limit.
+//! - `codec`: the only module that calls bincode.
+//! - `wire`: the messages inside frames; mirrors WIRE.md.
+//! - `conn`: the shared write buffer and frame reader of a connection.
+//! - `client`: [`Client`]: request ids, pending calls, the reader task.
+//! - `server`: [`Server`]: accept loop, per-connection driver, dispatch, shutdown.
+//! - `service`: [`Service`], the contract generated code implements.
+//! - `error`: [`Error`] and the wire error [`Code`]s.
+
+mod client;
+mod codec;
+mod conn;
+mod endpoint;
+mod error;
+mod frame;
+mod net;
+mod server;
+mod service;
+pub mod wire;
+
+pub use client::{Client, ClientConfig};
+pub use endpoint::{Endpoint, ToEndpoint};
+pub use error::{Code, Error};
+pub use frame::DEFAULT_MAX_FRAME;
+pub use net::Peer;
+pub use rpc_macros::service;
+pub use server::{Server, ServerConfig};
+pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+
+/// What `#[service]`-generated code refers to. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+    pub use serde::Serialize;
+    pub use serde::de::DeserializeOwned;
+    pub use std::boxed::Box;
+    pub use std::future::Future;
+    pub use std::sync::Arc;
+}

@@ -1,0 +1,206 @@
+//! Sockets: one `Listener` and one `Stream` type over TCP and Unix, so the rest of the crate
+//! has a single code path for both.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::{Endpoint, Error};
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Peer {
+    /// A TCP peer's address.
+    Tcp(SocketAddr),
+    /// A Unix-socket peer's credentials, read with `SO_PEERCRED` when it connected.
+    Unix {
+        /// Process id, when the OS reports one.
+        pid: Option<i32>,
+        /// User id.
+        uid: u32,
+        /// Group id.
+        gid: u32,
+    },
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(addr) => write!(f, "{addr}"),
+            Peer::Unix { pid: Some(pid), uid, gid } => {
+                write!(f, "unix pid={pid} uid={uid} gid={gid}")
+            }
+            Peer::Unix { pid: None, uid, gid } => write!(f, "unix uid={uid} gid={gid}"),
+        }
+    }
+}
+
+/// A connected socket. Reads and writes use readiness plus `try_*` calls on `&self`, so one
+/// task can read while others write without splitting the socket.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Connects to `endpoint`, with TCP_NODELAY on for TCP.
+    pub(crate) async fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
+        match endpoint {
+            Endpoint::Tcp { host, port } => {
+                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
+            Endpoint::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
+            Endpoint::UnixAbstract(name) => {
+                let std = std::os::unix::net::UnixStream::connect_addr(&abstract_addr(name)?)?;
+                std.set_nonblocking(true)?;
+                Ok(Stream::Unix(UnixStream::from_std(std)?))
+            }
+        }
+    }
+
+    pub(crate) fn peer(&self) -> io::Result<Peer> {
+        match self {
+            Stream::Tcp(s) => Ok(Peer::Tcp(s.peer_addr()?)),
+            Stream::Unix(s) => {
+                let cred = s.peer_cred()?;
+                Ok(Peer::Unix { pid: cred.pid(), uid: cred.uid(), gid: cred.gid() })
+            }
+        }
+    }
+
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
+
+    pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_read_buf(buf),
+            Stream::Unix(s) => s.try_read_buf(buf),
+        }
+    }
+
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.writable().await,
+            Stream::Unix(s) => s.writable().await,
+        }
+    }
+
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.try_write(buf),
+            Stream::Unix(s) => s.try_write(buf),
+        }
+    }
+}
+
+/// A listening socket. A Unix socket file is removed when the listener is dropped.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    socket: ListenSocket,
+    /// The bound address, with the real port for `tcp://…:0`.
+    local: Endpoint,
+}
+
+#[derive(Debug)]
+enum ListenSocket {
+    Tcp(TcpListener),
+    /// The socket file, removed on drop; `None` for abstract sockets.
+    Unix(UnixListener, #[allow(dead_code)] Option<SocketFile>),
+}
+
+impl Listener {
+    pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Listener, Error> {
+        let bind_err = |source| Error::Bind { endpoint: endpoint.to_string(), source };
+        match endpoint {
+            Endpoint::Tcp { host, port } => {
+                let listener = TcpListener::bind((host.as_str(), *port)).await.map_err(bind_err)?;
+                let local = Endpoint::tcp(listener.local_addr().map_err(bind_err)?);
+                Ok(Listener { socket: ListenSocket::Tcp(listener), local })
+            }
+            Endpoint::Unix(path) => {
+                let listener = bind_unix_path(path).map_err(bind_err)?;
+                let file = SocketFile(path.clone());
+                Ok(Listener {
+                    socket: ListenSocket::Unix(listener, Some(file)),
+                    local: endpoint.clone(),
+                })
+            }
+            Endpoint::UnixAbstract(name) => {
+                let bind = || {
+                    let std = std::os::unix::net::UnixListener::bind_addr(&abstract_addr(name)?)?;
+                    std.set_nonblocking(true)?;
+                    UnixListener::from_std(std)
+                };
+                let listener = bind().map_err(bind_err)?;
+                Ok(Listener { socket: ListenSocket::Unix(listener, None), local: endpoint.clone() })
+            }
+        }
+    }
+
+    pub(crate) fn local(&self) -> &Endpoint {
+        &self.local
+    }
+
+    /// Accepts one connection, with TCP_NODELAY on for TCP.
+    pub(crate) async fn accept(&self) -> io::Result<Stream> {
+        match &self.socket {
+            ListenSocket::Tcp(l) => {
+                let (stream, _) = l.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok(Stream::Tcp(stream))
+            }
+            ListenSocket::Unix(l, _) => Ok(Stream::Unix(l.accept().await?.0)),
+        }
+    }
+}
+
+/// Binds a socket file, replacing a stale one that nothing listens on any more.
+fn bind_unix_path(path: &Path) -> io::Result<UnixListener> {
+    match UnixListener::bind(path) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            use std::os::unix::fs::FileTypeExt;
+            let is_socket = std::fs::symlink_metadata(path)?.file_type().is_socket();
+            // A live server answers a connect; only a socket nobody answers is stale.
+            if !is_socket || std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(e);
+            }
+            std::fs::remove_file(path)?;
+            UnixListener::bind(path)
+        }
+        other => other,
+    }
+}
+
+fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = name;
+        Err(io::Error::new(io::ErrorKind::Unsupported, "abstract unix sockets need Linux"))
+    }
+}
+
+/// Removes the socket file when the listener goes away.
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

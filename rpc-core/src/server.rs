@@ -1,0 +1,405 @@
+//! The server: accept loop, one driver task per connection, dispatch and graceful shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::{self, FrameReader, Outbox};
+use crate::net::{Listener, Stream};
+use crate::service::{DispatchError, HandlerFuture, Responder, Service};
+use crate::wire::{self, Header};
+use crate::{Code, Endpoint, Error, ToEndpoint, frame};
+
+/// Limits and timeouts of a [`Server`]. Every field has a default that is safe for a server
+/// reachable from the internet.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The largest request frame accepted, in bytes. Default: [`frame::DEFAULT_MAX_FRAME`] (4 MiB).
+    pub max_frame: usize,
+    /// Time a new connection has to send its hello. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// Time in-flight calls get to finish after shutdown starts. Default: 30 s.
+    pub shutdown_grace: Duration,
+    /// Connections served at once; more are answered with an `Overloaded` Close frame.
+    /// Default: 10,000.
+    pub max_connections: usize,
+    /// Calls running at once on one connection; past it the server stops reading that
+    /// connection until one finishes (backpressure). Default: 256.
+    pub max_in_flight: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_frame: frame::DEFAULT_MAX_FRAME,
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// A bound listening socket, ready to serve a [`Service`].
+///
+/// ```no_run
+/// # async fn demo(service: impl rpc_core::Service) -> Result<(), rpc_core::Error> {
+/// let server = rpc_core::Server::bind("tcp://127.0.0.1:0").await?;
+/// println!("listening on {}", server.local_endpoint());
+/// server.serve_with_shutdown(service, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: Listener,
+    config: Arc<ServerConfig>,
+}
+
+impl Server {
+    /// Binds `endpoint` with the default [`ServerConfig`].
+    ///
+    /// A Unix socket file left behind by a dead server is replaced; one a live server answers
+    /// on is an "address in use" error. The file is removed when the server stops.
+    pub async fn bind(endpoint: impl ToEndpoint) -> Result<Server, Error> {
+        Server::bind_with(endpoint, ServerConfig::default()).await
+    }
+
+    /// Binds `endpoint` with `config`.
+    pub async fn bind_with(
+        endpoint: impl ToEndpoint,
+        config: ServerConfig,
+    ) -> Result<Server, Error> {
+        let listener = Listener::bind(&endpoint.to_endpoint()?).await?;
+        Ok(Server { listener, config: Arc::new(config) })
+    }
+
+    /// The bound address; for `tcp://…:0` it has the port the OS chose.
+    pub fn local_endpoint(&self) -> &Endpoint {
+        self.listener.local()
+    }
+
+    /// Serves `service` until the task is dropped.
+    pub async fn serve<S: Service>(self, service: S) -> Result<(), Error> {
+        self.serve_with_shutdown(service, std::future::pending()).await
+    }
+
+    /// Serves `service` until `signal` completes, then shuts down gracefully: stops accepting,
+    /// sends GoAway on every connection, lets in-flight calls finish within
+    /// [`ServerConfig::shutdown_grace`], answers the rest with `ShuttingDown`, closes every
+    /// connection and returns.
+    pub async fn serve_with_shutdown<S: Service>(
+        self,
+        service: S,
+        signal: impl Future<Output = ()>,
+    ) -> Result<(), Error> {
+        let service = Arc::new(service);
+        let go_away = CancellationToken::new();
+        let hard_stop = CancellationToken::new();
+        let mut conns = JoinSet::new();
+        let mut signal = std::pin::pin!(signal);
+        tracing::info!(endpoint = %self.listener.local(), service = service.name(), "serving");
+        loop {
+            tokio::select! {
+                () = &mut signal => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(stream) if conns.len() >= self.config.max_connections => {
+                        tokio::spawn(refuse(stream, self.config.max_connections));
+                    }
+                    Ok(stream) => {
+                        let stops = (go_away.clone(), hard_stop.clone());
+                        conns.spawn(serve_conn(service.clone(), stream, self.config.clone(), stops));
+                    }
+                    Err(e) => {
+                        // Running out of descriptors or memory passes; spinning on it would
+                        // not help, and exiting would take down every other connection.
+                        tracing::warn!(error = %e, "accept failed; retrying in 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        tracing::info!(connections = conns.len(), "shutting down");
+        drop(self.listener);
+        go_away.cancel();
+        let drain = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.shutdown_grace, drain).await.is_err() {
+            hard_stop.cancel();
+            let drain = async { while conns.join_next().await.is_some() {} };
+            if tokio::time::timeout(Duration::from_secs(1), drain).await.is_err() {
+                conns.shutdown().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Answers a connection over the limit with an `Overloaded` Close frame.
+async fn refuse(stream: Stream, limit: usize) {
+    let mut buf = BytesMut::new();
+    let message = format!("the server is at its limit of {limit} connections");
+    let _ =
+        wire::encode::<()>(&mut buf, &Header::close(Code::Overloaded, &message), None, usize::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn::write_all(&stream, &buf)).await;
+}
+
+/// Serves one connection from hello to close.
+async fn serve_conn<S: Service>(
+    service: Arc<S>,
+    stream: Stream,
+    config: Arc<ServerConfig>,
+    (go_away, hard_stop): (CancellationToken, CancellationToken),
+) {
+    let peer = stream.peer().map_or_else(|e| format!("unknown ({e})"), |p| p.to_string());
+    let stream = Arc::new(stream);
+    let mut reader = FrameReader::new(config.max_frame);
+    let handshake = async {
+        let mut hello = BytesMut::new();
+        wire::encode_hello(&mut hello, config.max_frame);
+        conn::write_all(&stream, &hello).await?;
+        let first = reader.next(&stream).await?.ok_or(Error::ConnectionClosed)?;
+        wire::decode_hello(&first)
+    };
+    let peer_max = match tokio::time::timeout(config.handshake_timeout, handshake).await {
+        Ok(Ok(peer_max)) => peer_max,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "handshake failed");
+            if let Some(code) = e.close_code() {
+                let mut buf = BytesMut::new();
+                let message = e.to_string();
+                let _ =
+                    wire::encode::<()>(&mut buf, &Header::close(code, &message), None, usize::MAX);
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), conn::write_all(&stream, &buf))
+                        .await;
+            }
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no hello within the handshake timeout; dropping");
+            return;
+        }
+    };
+    tracing::debug!(%peer, "connection open");
+    let outbox = Outbox::new(stream.clone(), peer_max);
+    let writer = tokio::spawn(outbox.clone().run_writer());
+    let mut driver = Driver {
+        service,
+        outbox: outbox.clone(),
+        in_flight: HashMap::new(),
+        handlers: JoinSet::new(),
+        going_away: false,
+        max_in_flight: config.max_in_flight.max(1),
+    };
+    let result = driver.run(&stream, &mut reader, &go_away, &hard_stop).await;
+    match &result {
+        Ok(()) => tracing::debug!(%peer, "connection closed"),
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "closing connection");
+            if let Some(code) = e.close_code() {
+                let _ = outbox.send::<()>(&Header::close(code, &e.to_string()), None);
+            }
+        }
+    }
+    // Handlers still running are dropped with the driver: nobody is left to answer.
+    drop(driver);
+    outbox.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// The per-connection state of a running server.
+struct Driver<S> {
+    service: Arc<S>,
+    outbox: Arc<Outbox>,
+    /// Calls running on their own task, by request id, so Cancel can stop them.
+    in_flight: HashMap<u64, AbortHandle>,
+    handlers: JoinSet<u64>,
+    going_away: bool,
+    max_in_flight: usize,
+}
+
+impl<S: Service> Driver<S> {
+    async fn run(
+        &mut self,
+        stream: &Stream,
+        reader: &mut FrameReader,
+        go_away: &CancellationToken,
+        hard_stop: &CancellationToken,
+    ) -> Result<(), Error> {
+        loop {
+            // Frames already buffered are one batch; responses of calls that finish at once
+            // are written together when it ends.
+            self.outbox.cork();
+            let batch = self.handle_buffered(reader);
+            self.outbox.uncork();
+            if batch? {
+                return Ok(());
+            }
+            if self.going_away && self.in_flight.is_empty() {
+                return Ok(());
+            }
+            let can_read = self.in_flight.len() < self.max_in_flight;
+            tokio::select! {
+                ready = stream.readable(), if can_read => {
+                    ready?;
+                    if !reader.fill(stream)? {
+                        return Ok(());
+                    }
+                }
+                Some(done) = self.handlers.join_next(), if !self.handlers.is_empty() => {
+                    if let Ok(id) = done {
+                        self.in_flight.remove(&id);
+                    }
+                }
+                () = go_away.cancelled(), if !self.going_away => {
+                    self.going_away = true;
+                    let _ = self.outbox.send::<()>(&Header::GoAway, None);
+                }
+                () = hard_stop.cancelled() => {
+                    for &id in self.in_flight.keys() {
+                        fail(&self.outbox, id, Code::ShuttingDown, "the server shut down before the call finished");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Handles the complete frames in the read buffer; `Ok(true)` when the peer closed.
+    fn handle_buffered(&mut self, reader: &mut FrameReader) -> Result<bool, Error> {
+        while self.in_flight.len() < self.max_in_flight {
+            let Some(frame) = reader.next_buffered()? else { return Ok(false) };
+            let frame = frame.freeze();
+            let (header, body_at) = wire::decode_header(&frame)?;
+            match header {
+                Header::Request { id, method, budget_us } => {
+                    self.start(id, method, budget_us, frame.slice(body_at..));
+                }
+                Header::Cancel { id } => {
+                    if let Some(handle) = self.in_flight.remove(&id) {
+                        handle.abort();
+                    }
+                }
+                Header::Close { code, message } => {
+                    tracing::debug!(code = %Code::from_u32(code), %message, "peer closed the connection");
+                    return Ok(true);
+                }
+                Header::Response { .. } | Header::Failure { .. } | Header::GoAway => {
+                    return Err(Error::Protocol(
+                        "the client sent a server-only message".to_owned(),
+                    ));
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Starts one call: decode, run it inline until it first waits, then on its own task.
+    fn start(&mut self, id: u64, method: u32, budget_us: u64, body: Bytes) {
+        if self.going_away {
+            return fail(&self.outbox, id, Code::ShuttingDown, "the server is shutting down");
+        }
+        if self.in_flight.contains_key(&id) {
+            let message = format!("request id {id} is already in flight on this connection");
+            return fail(&self.outbox, id, Code::BadRequest, &message);
+        }
+        let budget = Duration::from_micros(budget_us);
+        if budget.is_zero() {
+            return fail(
+                &self.outbox,
+                id,
+                Code::DeadlineExceeded,
+                "the call arrived with no time left",
+            );
+        }
+        let service = self.service.name();
+        let name = self.service.method_name(method).unwrap_or("?");
+        let reply = Responder::new(self.outbox.clone(), id);
+        let future = match self.service.call(method, &body, reply) {
+            Ok(future) => future,
+            Err(DispatchError::UnknownMethod) => {
+                let message = format!("{service} has no method with id {method:#010x}");
+                return fail(&self.outbox, id, Code::UnknownMethod, &message);
+            }
+            Err(DispatchError::BadRequest(why)) => {
+                let message = format!("bad arguments for {service}.{name}: {why}");
+                return fail(&self.outbox, id, Code::BadRequest, &message);
+            }
+        };
+        let mut call = CatchUnwind(future);
+        // Most handlers finish without waiting: run them here and skip the spawn. One that
+        // waits re-registers its waker when the spawned task polls it again.
+        match Pin::new(&mut call).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => return,
+            Poll::Ready(Err(panic)) => return panicked(&self.outbox, id, service, name, &panic),
+            Poll::Pending => {}
+        }
+        let deadline = Instant::now().checked_add(budget).unwrap_or_else(far_future);
+        let outbox = self.outbox.clone();
+        let handle = self.handlers.spawn(async move {
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok(())) => {}
+                Ok(Err(panic)) => panicked(&outbox, id, service, name, &panic),
+                Err(_) => {
+                    let message = format!(
+                        "{service}.{name} did not finish within its deadline of {budget:?}"
+                    );
+                    fail(&outbox, id, Code::DeadlineExceeded, &message);
+                }
+            }
+            id
+        });
+        self.in_flight.insert(id, handle);
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// Sends a framework error for call `id`.
+fn fail(outbox: &Outbox, id: u64, code: Code, message: &str) {
+    let _ = outbox.send::<()>(&Header::failure(id, code, message), None);
+}
+
+fn panicked(outbox: &Outbox, id: u64, service: &str, method: &str, panic: &str) {
+    tracing::error!(service, method, id, panic, "handler panicked");
+    let message = format!("handler {service}.{method} panicked: {panic}");
+    fail(outbox, id, Code::HandlerPanicked, &message);
+}
+
+/// Turns a panic inside a handler into an error carrying the panic message.
+struct CatchUnwind(HandlerFuture);
+
+impl Future for CatchUnwind {
+    type Output = Result<(), String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

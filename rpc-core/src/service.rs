@@ -1,0 +1,94 @@
+//! The contract between `#[service]`-generated code and the server: [`Service`] and [`Responder`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::conn::Outbox;
+use crate::wire::{self, Header};
+use crate::{Code, Error};
+
+/// A running call: the future a [`Service`] returns for one request. It must end by calling
+/// [`Responder::send`] exactly once.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Maps a method id and an encoded argument tuple to a running call.
+///
+/// `#[service]` implements this for the generated `FooServer` type; implement it by hand only
+/// to serve something the macro cannot express.
+pub trait Service: Send + Sync + 'static {
+    /// The service's name, for logs and error messages.
+    fn name(&self) -> &'static str;
+
+    /// The name of the method with this id, or `None` if there is no such method.
+    fn method_name(&self, method: u32) -> Option<&'static str>;
+
+    /// Decodes `body` as the arguments of `method` and starts the call, which answers through
+    /// `reply`. Decoding happens here, before anything is spawned, so a bad request costs
+    /// nothing but its error response.
+    fn call(
+        &self,
+        method: u32,
+        body: &[u8],
+        reply: Responder,
+    ) -> Result<HandlerFuture, DispatchError>;
+}
+
+/// Why a request could not be started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// No method has this id.
+    UnknownMethod,
+    /// The body does not decode as the method's arguments; the message says why.
+    BadRequest(String),
+}
+
+/// Decodes a request body as the argument tuple `T`; used by generated code.
+pub fn decode_args<T: DeserializeOwned>(body: &[u8]) -> Result<T, DispatchError> {
+    wire::decode_body(body).map_err(DispatchError::BadRequest)
+}
+
+/// Where the result of one request goes: the connection it came from and its id.
+#[derive(Debug)]
+pub struct Responder {
+    outbox: Arc<Outbox>,
+    id: u64,
+}
+
+impl Responder {
+    pub(crate) fn new(outbox: Arc<Outbox>, id: u64) -> Responder {
+        Responder { outbox, id }
+    }
+
+    /// The id of the request being answered.
+    pub fn request_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sends `value` as the call's return value.
+    ///
+    /// A value that cannot be encoded, or that is larger than the client accepts, is answered
+    /// with a framework error instead, so the caller always learns the outcome.
+    pub fn send<T: Serialize + ?Sized>(self, value: &T) {
+        let sent = self.outbox.send(&Header::Response { id: self.id }, Some(value));
+        let failure = match sent {
+            Ok(()) | Err(Error::ConnectionClosed) => return,
+            Err(Error::FrameTooLarge { size, limit }) => (
+                Code::FrameTooLarge,
+                format!("response of {size} bytes exceeds the client's limit of {limit} bytes"),
+            ),
+            Err(e) => (Code::BadRequest, format!("could not encode the response: {e}")),
+        };
+        tracing::warn!(id = self.id, error = %failure.1, "response not sent");
+        self.fail(failure.0, &failure.1);
+    }
+
+    /// Answers the call with a framework error.
+    pub(crate) fn fail(&self, code: Code, message: &str) {
+        let _ = self.outbox.send::<()>(&Header::failure(self.id, code, message), None);
+    }
+}

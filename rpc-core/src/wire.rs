@@ -1,0 +1,152 @@
+//! The messages inside frames; this module mirrors WIRE.md and golden tests pin its bytes.
+//!
+//! Every frame payload is the bincode (standard config: varint integers, little endian) of a
+//! [`Header`], followed directly by the body for the messages that carry one:
+//!
+//! ```text
+//! payload = header ++ body
+//!   Request  { id, method, budget_us }  ++ bincode(argument tuple)
+//!   Response { id }                     ++ bincode(return value)
+//!   Failure  { id, code, message }
+//!   Cancel   { id }
+//!   GoAway
+//!   Close    { code, message }
+//! ```
+//!
+//! The first frame in each direction is a [`Hello`] instead.
+
+use std::borrow::Cow;
+
+use bytes::BytesMut;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::{Code, Error, frame};
+
+/// The four bytes that open every hello: "RPC" and a zero byte.
+pub const MAGIC: [u8; 4] = *b"RPC\0";
+
+/// The protocol version this crate speaks.
+pub const VERSION: u16 = 1;
+
+/// The first frame each side sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Always [`MAGIC`].
+    pub magic: [u8; 4],
+    /// The sender's protocol version.
+    pub version: u16,
+    /// The largest frame payload the sender accepts, in bytes.
+    pub max_frame: u32,
+}
+
+/// The header of every frame after the hello. Variant order is the wire tag: never reorder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Header<'a> {
+    /// Client → server: call `method`; the body is the argument tuple.
+    Request {
+        /// Unique among the calls in flight on this connection.
+        id: u64,
+        /// The method id (see WIRE.md, "Method ids").
+        method: u32,
+        /// The caller's remaining time budget in microseconds.
+        budget_us: u64,
+    },
+    /// Server → client: the call succeeded; the body is the return value.
+    Response {
+        /// The request's id.
+        id: u64,
+    },
+    /// Server → client: the call failed with a framework error; no body.
+    Failure {
+        /// The request's id.
+        id: u64,
+        /// A [`Code`] number.
+        code: u32,
+        /// A human-readable explanation.
+        message: Cow<'a, str>,
+    },
+    /// Client → server: the caller of `id` went away; stop working on it.
+    Cancel {
+        /// The request's id.
+        id: u64,
+    },
+    /// Server → client: no new requests will be accepted; in-flight ones will finish.
+    GoAway,
+    /// Either way: a fatal error; the sender closes the connection after this frame.
+    Close {
+        /// A [`Code`] number.
+        code: u32,
+        /// A human-readable explanation.
+        message: Cow<'a, str>,
+    },
+}
+
+impl Header<'_> {
+    /// A `Failure` header for request `id`.
+    pub(crate) fn failure(id: u64, code: Code, message: &str) -> Header<'_> {
+        Header::Failure { id, code: code.to_u32(), message: Cow::Borrowed(message) }
+    }
+
+    /// A `Close` header.
+    pub(crate) fn close(code: Code, message: &str) -> Header<'_> {
+        Header::Close { code: code.to_u32(), message: Cow::Borrowed(message) }
+    }
+}
+
+/// Appends one frame holding `header` and, if given, `body`. On error nothing is appended.
+pub(crate) fn encode<B: Serialize + ?Sized>(
+    buf: &mut BytesMut,
+    header: &Header<'_>,
+    body: Option<&B>,
+    limit: usize,
+) -> Result<(), Error> {
+    let start = frame::begin(buf);
+    let encoded = codec::encode_into(header, buf)
+        .and_then(|()| body.map_or(Ok(()), |b| codec::encode_into(b, buf)));
+    if let Err(e) = encoded {
+        buf.truncate(start);
+        return Err(Error::Encode(e.to_string()));
+    }
+    frame::finish(buf, start, limit)
+}
+
+/// Appends a hello frame.
+pub(crate) fn encode_hello(buf: &mut BytesMut, max_frame: usize) {
+    let hello = Hello {
+        magic: MAGIC,
+        version: VERSION,
+        max_frame: u32::try_from(max_frame).unwrap_or(u32::MAX),
+    };
+    let start = frame::begin(buf);
+    // A fixed-size struct of integers always encodes and is far below any limit.
+    let _ = codec::encode_into(&hello, buf);
+    let _ = frame::finish(buf, start, usize::MAX);
+}
+
+/// Decodes and checks a peer's hello payload; returns the largest frame the peer accepts.
+pub(crate) fn decode_hello(payload: &[u8]) -> Result<usize, Error> {
+    // Later versions may append fields to the hello, so bytes after it are ignored.
+    let (hello, _): (Hello, usize) = codec::decode_prefix(payload)
+        .map_err(|e| Error::Protocol(format!("bad hello (is the peer an rpc endpoint?): {e}")))?;
+    if hello.magic != MAGIC {
+        return Err(Error::Protocol(format!(
+            "bad hello magic {:02x?} (is the peer an rpc endpoint?)",
+            hello.magic
+        )));
+    }
+    if hello.version != VERSION {
+        return Err(Error::VersionMismatch { ours: VERSION, theirs: hello.version });
+    }
+    Ok(hello.max_frame as usize)
+}
+
+/// Decodes the header at the front of `payload`; returns it and where the body starts.
+pub(crate) fn decode_header(payload: &[u8]) -> Result<(Header<'static>, usize), Error> {
+    codec::decode_prefix(payload).map_err(|e| Error::Protocol(format!("bad message header: {e}")))
+}
+
+/// Decodes a body that must fill the rest of the frame exactly.
+pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    codec::decode_exact(body).map_err(|e| e.to_string())
+}

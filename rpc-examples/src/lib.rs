@@ -1,0 +1,1 @@
+//! The calculator service shared by the demo binaries.
