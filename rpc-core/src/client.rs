@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::conn::{self, FrameReader, Outbox};
@@ -27,6 +27,9 @@ pub struct ClientConfig {
     pub call_timeout: Duration,
     /// The largest response frame accepted, in bytes. Default: [`frame::DEFAULT_MAX_FRAME`] (4 MiB).
     pub max_frame: usize,
+    /// Calls in flight at once on the connection; further callers wait for a slot (they do
+    /// not fail), which bounds the memory a slow server can make us hold. Default: 1,024.
+    pub max_in_flight: usize,
 }
 
 impl Default for ClientConfig {
@@ -35,6 +38,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(30),
             max_frame: frame::DEFAULT_MAX_FRAME,
+            max_in_flight: 1024,
         }
     }
 }
@@ -68,6 +72,8 @@ struct Shared {
     calls: Mutex<Calls>,
     endpoint: Endpoint,
     user_gone: Notify,
+    /// One permit per call in flight.
+    slots: Semaphore,
 }
 
 #[derive(Debug)]
@@ -125,6 +131,7 @@ impl Client {
             calls: Mutex::new(Calls { next_id: 1, pending: HashMap::new(), refused: None }),
             endpoint,
             user_gone: Notify::new(),
+            slots: Semaphore::new(config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS)),
         });
         tokio::spawn(outbox.run_writer());
         tokio::spawn(read_loop(shared.clone(), stream, reader));
@@ -170,6 +177,7 @@ impl Client {
         budget: Duration,
     ) -> Result<Bytes, Error> {
         let shared = &self.handle.shared;
+        let _slot = shared.slots.acquire().await.map_err(|_| Error::ConnectionClosed)?;
         let id = shared.register()?;
         // From here on, dropping this future removes the call and, once sent, cancels it.
         let mut guard = CallGuard { shared, id, sent: false };

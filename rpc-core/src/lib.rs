@@ -14,12 +14,14 @@
 //! - `conn`: the shared write buffer and frame reader of a connection.
 //! - `client`: [`Client`]: request ids, pending calls, the reader task.
 //! - `server`: [`Server`]: accept loop, per-connection driver, dispatch, shutdown.
+//! - `context`: [`Context`], what a handler knows about its call.
 //! - `service`: [`Service`], the contract generated code implements.
 //! - `error`: [`Error`] and the wire error [`Code`]s.
 
 mod client;
 mod codec;
 mod conn;
+mod context;
 mod endpoint;
 mod error;
 mod frame;
@@ -29,6 +31,7 @@ mod service;
 pub mod wire;
 
 pub use client::{Client, ClientConfig};
+pub use context::Context;
 pub use endpoint::{Endpoint, ToEndpoint};
 pub use error::{Code, Error};
 pub use frame::DEFAULT_MAX_FRAME;
@@ -40,6 +43,7 @@ pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args}
 /// What `#[service]`-generated code refers to. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::Context;
     pub use crate::service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
     pub use serde::Serialize;
     pub use serde::de::DeserializeOwned;

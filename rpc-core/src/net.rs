@@ -120,7 +120,11 @@ enum ListenSocket {
 }
 
 impl Listener {
-    pub(crate) async fn bind(endpoint: &Endpoint) -> Result<Listener, Error> {
+    /// Binds `endpoint`; a Unix socket file gets permission bits `unix_mode`, if given.
+    pub(crate) async fn bind(
+        endpoint: &Endpoint,
+        unix_mode: Option<u32>,
+    ) -> Result<Listener, Error> {
         let bind_err = |source| Error::Bind { endpoint: endpoint.to_string(), source };
         match endpoint {
             Endpoint::Tcp { host, port } => {
@@ -131,6 +135,11 @@ impl Listener {
             Endpoint::Unix(path) => {
                 let listener = bind_unix_path(path).map_err(bind_err)?;
                 let file = SocketFile(path.clone());
+                if let Some(mode) = unix_mode {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::Permissions::from_mode(mode);
+                    std::fs::set_permissions(path, mode).map_err(bind_err)?;
+                }
                 Ok(Listener {
                     socket: ListenSocket::Unix(listener, Some(file)),
                     local: endpoint.clone(),

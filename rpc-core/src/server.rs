@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::{self, FrameReader, Outbox};
-use crate::net::{Listener, Stream};
+use crate::net::{Listener, Peer, Stream};
 use crate::service::{DispatchError, HandlerFuture, Responder, Service};
 use crate::wire::{self, Header};
 use crate::{Code, Endpoint, Error, ToEndpoint, frame};
@@ -36,6 +36,9 @@ pub struct ServerConfig {
     /// Calls running at once on one connection; past it the server stops reading that
     /// connection until one finishes (backpressure). Default: 256.
     pub max_in_flight: usize,
+    /// Permission bits of a Unix socket file, set right after binding. Default: `0o600`
+    /// (only the server's user may connect); `None` leaves what the umask gives.
+    pub unix_mode: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -46,9 +49,13 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
             max_in_flight: 256,
+            unix_mode: Some(0o600),
         }
     }
 }
+
+/// Decides at connection time whether a peer may talk to the server; see [`Server::authorize`].
+type Authorizer = Arc<dyn Fn(&Peer) -> Result<(), String> + Send + Sync>;
 
 /// A bound listening socket, ready to serve a [`Service`].
 ///
@@ -59,10 +66,20 @@ impl Default for ServerConfig {
 /// server.serve_with_shutdown(service, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Server {
     listener: Listener,
     config: Arc<ServerConfig>,
+    authorize: Option<Authorizer>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("config", &self.config)
+            .field("authorize", &self.authorize.is_some())
+            .finish()
+    }
 }
 
 impl Server {
@@ -79,8 +96,35 @@ impl Server {
         endpoint: impl ToEndpoint,
         config: ServerConfig,
     ) -> Result<Server, Error> {
-        let listener = Listener::bind(&endpoint.to_endpoint()?).await?;
-        Ok(Server { listener, config: Arc::new(config) })
+        let listener = Listener::bind(&endpoint.to_endpoint()?, config.unix_mode).await?;
+        Ok(Server { listener, config: Arc::new(config), authorize: None })
+    }
+
+    /// Checks every new connection's peer before anything else is exchanged. A refused peer
+    /// gets a Close frame with code `Unauthorized` and the reason, and the refusal is logged
+    /// with the peer. Calls on accepted connections can check [`Context::peer`] as well.
+    ///
+    /// Allow only the server's own user on a Unix socket:
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use rpc_core::{Peer, Server};
+    /// use std::os::unix::fs::MetadataExt;
+    /// let me = std::fs::metadata("/proc/self")?.uid();
+    /// let server = Server::bind("unix:/tmp/calc.sock").await?.authorize(move |peer| match peer {
+    ///     Peer::Unix { uid, .. } if *uid == me => Ok(()),
+    ///     other => Err(format!("{other} is not uid {me}")),
+    /// });
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`Context::peer`]: crate::Context::peer
+    pub fn authorize<F>(mut self, hook: F) -> Server
+    where
+        F: Fn(&Peer) -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.authorize = Some(Arc::new(hook));
+        self
     }
 
     /// The bound address; for `tcp://…:0` it has the port the OS chose.
@@ -117,7 +161,8 @@ impl Server {
                     }
                     Ok(stream) => {
                         let stops = (go_away.clone(), hard_stop.clone());
-                        conns.spawn(serve_conn(service.clone(), stream, self.config.clone(), stops));
+                        let (config, authorize) = (self.config.clone(), self.authorize.clone());
+                        conns.spawn(serve_conn(service.clone(), stream, config, authorize, stops));
                     }
                     Err(e) => {
                         // Running out of descriptors or memory passes; spinning on it would
@@ -146,11 +191,16 @@ impl Server {
 
 /// Answers a connection over the limit with an `Overloaded` Close frame.
 async fn refuse(stream: Stream, limit: usize) {
-    let mut buf = BytesMut::new();
     let message = format!("the server is at its limit of {limit} connections");
-    let _ =
-        wire::encode::<()>(&mut buf, &Header::close(Code::Overloaded, &message), None, usize::MAX);
-    let _ = tokio::time::timeout(Duration::from_secs(1), conn::write_all(&stream, &buf)).await;
+    send_close(&stream, Code::Overloaded, &message).await;
+}
+
+/// Writes a Close frame on a connection that has no writer task (before or instead of the
+/// hello), giving up after a second so a peer that does not read cannot hold us.
+async fn send_close(stream: &Stream, code: Code, message: &str) {
+    let mut buf = BytesMut::new();
+    let _ = wire::encode::<()>(&mut buf, &Header::close(code, message), None, usize::MAX);
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn::write_all(stream, &buf)).await;
 }
 
 /// Serves one connection from hello to close.
@@ -158,9 +208,18 @@ async fn serve_conn<S: Service>(
     service: Arc<S>,
     stream: Stream,
     config: Arc<ServerConfig>,
+    authorize: Option<Authorizer>,
     (go_away, hard_stop): (CancellationToken, CancellationToken),
 ) {
-    let peer = stream.peer().map_or_else(|e| format!("unknown ({e})"), |p| p.to_string());
+    let peer = match stream.peer() {
+        Ok(peer) => Arc::new(peer),
+        Err(e) => return tracing::debug!(error = %e, "peer went away before it was identified"),
+    };
+    if let Some(Err(reason)) = authorize.map(|authorize| authorize(&peer)) {
+        tracing::warn!(%peer, %reason, "peer refused by the authorization hook");
+        let message = format!("connection refused: {reason}");
+        return send_close(&stream, Code::Unauthorized, &message).await;
+    }
     let stream = Arc::new(stream);
     let mut reader = FrameReader::new(config.max_frame);
     let handshake = async {
@@ -175,13 +234,7 @@ async fn serve_conn<S: Service>(
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "handshake failed");
             if let Some(code) = e.close_code() {
-                let mut buf = BytesMut::new();
-                let message = e.to_string();
-                let _ =
-                    wire::encode::<()>(&mut buf, &Header::close(code, &message), None, usize::MAX);
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), conn::write_all(&stream, &buf))
-                        .await;
+                send_close(&stream, code, &e.to_string()).await;
             }
             return;
         }
@@ -200,6 +253,7 @@ async fn serve_conn<S: Service>(
         handlers: JoinSet::new(),
         going_away: false,
         max_in_flight: config.max_in_flight.max(1),
+        peer: peer.clone(),
     };
     let result = driver.run(&stream, &mut reader, &go_away, &hard_stop).await;
     match &result {
@@ -226,6 +280,7 @@ struct Driver<S> {
     handlers: JoinSet<u64>,
     going_away: bool,
     max_in_flight: usize,
+    peer: Arc<Peer>,
 }
 
 impl<S: Service> Driver<S> {
@@ -322,9 +377,12 @@ impl<S: Service> Driver<S> {
                 "the call arrived with no time left",
             );
         }
+        let deadline = Instant::now().checked_add(budget).unwrap_or_else(far_future);
         let service = self.service.name();
         let name = self.service.method_name(method).unwrap_or("?");
-        let reply = Responder::new(self.outbox.clone(), id);
+        let span = tracing::debug_span!("call", service, method = name, id, peer = %self.peer);
+        let _entered = span.enter();
+        let reply = Responder::new(self.outbox.clone(), id, deadline, self.peer.clone());
         let future = match self.service.call(method, &body, reply) {
             Ok(future) => future,
             Err(DispatchError::UnknownMethod) => {
@@ -344,8 +402,8 @@ impl<S: Service> Driver<S> {
             Poll::Ready(Err(panic)) => return panicked(&self.outbox, id, service, name, &panic),
             Poll::Pending => {}
         }
-        let deadline = Instant::now().checked_add(budget).unwrap_or_else(far_future);
         let outbox = self.outbox.clone();
+        let call = tracing::Instrument::instrument(call, span.clone());
         let handle = self.handlers.spawn(async move {
             match tokio::time::timeout_at(deadline, call).await {
                 Ok(Ok(())) => {}

@@ -7,9 +7,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
 use crate::conn::Outbox;
 use crate::wire::{self, Header};
-use crate::{Code, Error};
+use crate::{Code, Context, Error, Peer};
 
 /// A running call: the future a [`Service`] returns for one request. It must end by calling
 /// [`Responder::send`] exactly once.
@@ -52,16 +55,24 @@ pub fn decode_args<T: DeserializeOwned>(body: &[u8]) -> Result<T, DispatchError>
     wire::decode_body(body).map_err(DispatchError::BadRequest)
 }
 
-/// Where the result of one request goes: the connection it came from and its id.
+/// Where the result of one request goes, and what the handler may know about it.
+///
+/// Dropping a `Responder` without [`Responder::send`] means the call was abandoned (the server
+/// drops a handler on cancel, deadline, connection loss and hard shutdown); that fires the
+/// [`Context`]'s cancellation token, if a context was taken.
 #[derive(Debug)]
 pub struct Responder {
     outbox: Arc<Outbox>,
     id: u64,
+    deadline: Instant,
+    peer: Arc<Peer>,
+    /// Made on the first [`Responder::context`] call, so calls that never ask pay nothing.
+    token: Option<CancellationToken>,
 }
 
 impl Responder {
-    pub(crate) fn new(outbox: Arc<Outbox>, id: u64) -> Responder {
-        Responder { outbox, id }
+    pub(crate) fn new(outbox: Arc<Outbox>, id: u64, deadline: Instant, peer: Arc<Peer>) -> Self {
+        Responder { outbox, id, deadline, peer, token: None }
     }
 
     /// The id of the request being answered.
@@ -69,11 +80,19 @@ impl Responder {
         self.id
     }
 
+    /// The call's [`Context`].
+    pub fn context(&mut self) -> Context {
+        let token = self.token.get_or_insert_with(CancellationToken::new).clone();
+        Context::new(self.id, self.deadline, self.peer.clone(), token)
+    }
+
     /// Sends `value` as the call's return value.
     ///
     /// A value that cannot be encoded, or that is larger than the client accepts, is answered
     /// with a framework error instead, so the caller always learns the outcome.
-    pub fn send<T: Serialize + ?Sized>(self, value: &T) {
+    pub fn send<T: Serialize + ?Sized>(mut self, value: &T) {
+        // The call completed: it was not abandoned, so the token must not fire.
+        self.token = None;
         let sent = self.outbox.send(&Header::Response { id: self.id }, Some(value));
         let failure = match sent {
             Ok(()) | Err(Error::ConnectionClosed) => return,
@@ -88,7 +107,15 @@ impl Responder {
     }
 
     /// Answers the call with a framework error.
-    pub(crate) fn fail(&self, code: Code, message: &str) {
+    fn fail(&self, code: Code, message: &str) {
         let _ = self.outbox.send::<()>(&Header::failure(self.id, code, message), None);
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(token) = &self.token {
+            token.cancel();
+        }
     }
 }

@@ -11,7 +11,12 @@ impl Service for Echo {
     fn method_name(&self, method: u32) -> Option<&'static str> {
         (method == 1).then_some("echo")
     }
-    fn call(&self, method: u32, body: &[u8], reply: Responder) -> Result<HandlerFuture, DispatchError> {
+    fn call(
+        &self,
+        method: u32,
+        body: &[u8],
+        reply: Responder,
+    ) -> Result<HandlerFuture, DispatchError> {
         if method != 1 {
             return Err(DispatchError::UnknownMethod);
         }
