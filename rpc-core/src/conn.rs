@@ -8,11 +8,13 @@
 //! the socket is busy leave together in one write.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, BytesMut};
 use serde::Serialize;
 use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use crate::Error;
 use crate::frame::FrameDecoder;
@@ -22,6 +24,10 @@ use crate::wire::{self, Header};
 /// Bytes the write buffer may hold while corked before it is written anyway.
 const CORK_LIMIT: usize = 64 * 1024;
 
+/// Queued bytes above which a server stops reading requests from a peer that does not read
+/// its responses; with the frame limit this bounds the memory one connection can hold.
+const HIGH_WATER: usize = 1024 * 1024;
+
 /// The write side of a connection, shared by every task that sends on it.
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -29,6 +35,8 @@ pub(crate) struct Outbox {
     state: Mutex<OutState>,
     /// Wakes the writer task: the socket pushed back, or the outbox closed.
     wake_writer: Notify,
+    /// Wakes those waiting for the queue to shrink; see [`Outbox::flooded`].
+    drained: Notify,
 }
 
 #[derive(Debug)]
@@ -56,6 +64,7 @@ impl Outbox {
                 peer_max,
             }),
             wake_writer: Notify::new(),
+            drained: Notify::new(),
         })
     }
 
@@ -94,6 +103,22 @@ impl Outbox {
         let mut st = self.lock();
         st.corked = false;
         self.write_locked(&mut st);
+    }
+
+    /// Whether more than [`HIGH_WATER`] bytes wait for the socket. `wake` (made from
+    /// [`Outbox::drained`] before the call) completes once the writer task has made progress.
+    pub(crate) fn flooded(&self, wake: Pin<&mut Notified<'_>>) -> bool {
+        if self.lock().buf.len() <= HIGH_WATER {
+            return false;
+        }
+        // Register first, then look again, so a drain in between is not missed.
+        wake.enable();
+        self.lock().buf.len() > HIGH_WATER
+    }
+
+    /// A future for [`Outbox::flooded`].
+    pub(crate) fn drained(&self) -> Notified<'_> {
+        self.drained.notified()
     }
 
     /// Refuses further frames; the writer task writes what is queued, then stops.
@@ -169,6 +194,8 @@ impl Outbox {
                     return;
                 }
             }
+            drop(st);
+            self.drained.notify_waiters();
         }
     }
 }

@@ -303,8 +303,12 @@ impl<S: Service> Driver<S> {
             if self.going_away && self.in_flight.is_empty() {
                 return Ok(());
             }
-            let can_read = self.in_flight.len() < self.max_in_flight;
+            // A peer that does not read its responses is not read from either.
+            let mut drained = std::pin::pin!(self.outbox.drained());
+            let flooded = self.outbox.flooded(drained.as_mut());
+            let can_read = !flooded && self.in_flight.len() < self.max_in_flight;
             tokio::select! {
+                () = &mut drained, if flooded => {}
                 ready = stream.readable(), if can_read => {
                     ready?;
                     if !reader.fill(stream)? {
