@@ -164,9 +164,14 @@ impl Client {
     {
         let deadline = Instant::now() + self.timeout;
         let call = self.call_raw(method, args, self.timeout);
-        let body = tokio::time::timeout_at(deadline, call)
-            .await
-            .map_err(|_| Error::DeadlineExceeded(self.timeout))??;
+        let body = match tokio::time::timeout_at(deadline, call).await {
+            Ok(Ok(body)) => body,
+            // The server may notice the deadline a moment before we do; it is the same event.
+            Ok(Err(Error::Remote { code: Code::DeadlineExceeded, .. })) | Err(_) => {
+                return Err(Error::DeadlineExceeded(self.timeout));
+            }
+            Ok(Err(e)) => return Err(e),
+        };
         wire::decode_body(&body).map_err(Error::Decode)
     }
 
@@ -248,7 +253,8 @@ impl Shared {
     /// violation; one for a call that already ended (cancelled, timed out) is dropped.
     fn complete(&self, id: u64, result: Result<Bytes, Error>) -> Result<(), Error> {
         let mut calls = self.lock();
-        if id >= calls.next_id {
+        // Ids count up from 1, so 0 was never sent either.
+        if id == 0 || id >= calls.next_id {
             return Err(Error::Protocol(format!(
                 "response for request id {id}, which was never sent"
             )));
@@ -323,13 +329,20 @@ async fn handshake(
         .map_err(|source| Error::Connect { endpoint: endpoint.to_string(), source })?;
     let mut hello = bytes::BytesMut::new();
     wire::encode_hello(&mut hello, max_frame);
-    conn::write_all(&stream, &hello).await?;
+    // A server that refuses us may close before our hello is written; its Close frame can
+    // still be waiting to be read, and says more than the write error.
+    let written = conn::write_all(&stream, &hello).await;
     let mut reader = FrameReader::new(max_frame);
-    let first = reader.next(&stream).await?.ok_or(Error::ConnectionClosed)?;
+    let first = match reader.next(&stream).await {
+        Ok(Some(first)) => first,
+        Ok(None) => return Err(written.err().map_or(Error::ConnectionClosed, Error::Io)),
+        Err(e) => return Err(written.err().map_or(e, Error::Io)),
+    };
     // A server that refuses the connection answers with Close instead of Hello.
     if let Ok((Header::Close { code, message }, _)) = wire::decode_header(&first) {
         return Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() });
     }
+    written?;
     let peer_max = wire::decode_hello(&first)?;
     Ok((stream, reader, peer_max))
 }

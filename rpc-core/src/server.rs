@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::conn::{self, FrameReader, Outbox};
 use crate::net::{Listener, Peer, Stream};
@@ -196,11 +197,24 @@ async fn refuse(stream: Stream, limit: usize) {
 }
 
 /// Writes a Close frame on a connection that has no writer task (before or instead of the
-/// hello), giving up after a second so a peer that does not read cannot hold us.
+/// hello), then reads and discards until the peer hangs up. Closing a TCP socket with unread
+/// bytes (the peer's hello) sends a reset, which can destroy the Close frame before the peer
+/// reads it. Gives up after a second so a peer cannot hold us.
 async fn send_close(stream: &Stream, code: Code, message: &str) {
     let mut buf = BytesMut::new();
     let _ = wire::encode::<()>(&mut buf, &Header::close(code, message), None, usize::MAX);
-    let _ = tokio::time::timeout(Duration::from_secs(1), conn::write_all(stream, &buf)).await;
+    let linger = async {
+        conn::write_all(stream, &buf).await?;
+        let mut sink = BytesMut::with_capacity(1024);
+        loop {
+            stream.readable().await?;
+            sink.clear();
+            if let Ok(0) = stream.try_read_buf(&mut sink) {
+                return Ok::<(), std::io::Error>(());
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
 }
 
 /// Serves one connection from hello to close.
@@ -229,7 +243,13 @@ async fn serve_conn<S: Service>(
         let first = reader.next(&stream).await?.ok_or(Error::ConnectionClosed)?;
         wire::decode_hello(&first)
     };
-    let peer_max = match tokio::time::timeout(config.handshake_timeout, handshake).await {
+    let handshake = tokio::time::timeout(config.handshake_timeout, handshake);
+    let handshake = tokio::select! {
+        finished = handshake => finished,
+        // A peer still in its handshake has no calls to finish: shutdown does not wait for it.
+        () = go_away.cancelled() => return,
+    };
+    let peer_max = match handshake {
         Ok(Ok(peer_max)) => peer_max,
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "handshake failed");
@@ -245,7 +265,10 @@ async fn serve_conn<S: Service>(
     };
     tracing::debug!(%peer, "connection open");
     let outbox = Outbox::new(stream.clone(), peer_max);
-    let writer = tokio::spawn(outbox.clone().run_writer());
+    // Aborted when this task ends without it: when the server task is aborted (no one else
+    // would close the outbox, so the writer would hold the socket open forever) or when the
+    // peer does not read what is left within the timeout below.
+    let writer = AbortOnDropHandle::new(tokio::spawn(outbox.clone().run_writer()));
     let mut driver = Driver {
         service,
         outbox: outbox.clone(),

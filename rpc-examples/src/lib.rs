@@ -1,1 +1,78 @@
-//! The calculator service shared by the demo binaries.
+//! The calculator service shared by the example binaries, and the little they share besides.
+//!
+//! - [`Calculator`]: the service trait; `#[rpc_core::service]` generates [`CalculatorClient`]
+//!   and [`CalculatorServer`] from it.
+//! - [`Calc`]: the implementation the servers run.
+//! - [`Call`]: one method call with its arguments, as `calculator-client` parses it and the
+//!   demo prints it.
+//! - [`serve_calculator`], [`shutdown_signal`] and [`init_tracing`]: what the binaries share
+//!   besides the service.
+//!
+//! The binaries: `calculator` (a one-command demo over TCP and a Unix socket),
+//! `calculator-server` and `calculator-client`.
+
+mod call;
+mod process;
+
+pub use call::Call;
+pub use process::{init_tracing, serve_calculator, shutdown_signal};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a calculation has no answer. An application error: a call that fails with it returns
+/// `Ok(Err(_))` to the client, unlike the framework's `rpc_core::Error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum CalcError {
+    /// The divisor was zero.
+    #[error("division by zero")]
+    DivideByZero,
+    /// The exact result does not fit in an `i64`.
+    #[error("overflow: the result does not fit in an i64")]
+    Overflow,
+}
+
+/// A calculator on 64-bit signed integers. Results are exact or an error: nothing wraps.
+#[rpc_core::service]
+pub trait Calculator {
+    /// Returns `a + b`.
+    async fn add(&self, a: i64, b: i64) -> Result<i64, CalcError>;
+    /// Returns `a - b`.
+    async fn sub(&self, a: i64, b: i64) -> Result<i64, CalcError>;
+    /// Returns `a * b`.
+    async fn mul(&self, a: i64, b: i64) -> Result<i64, CalcError>;
+    /// Returns `a / b`, rounded toward zero.
+    async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError>;
+    /// Returns the sum of `numbers`; 0 for none.
+    async fn sum(&self, numbers: Vec<i64>) -> Result<i64, CalcError>;
+}
+
+/// The calculator the servers run. It holds no state, so one value serves every connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Calc;
+
+impl Calculator for Calc {
+    async fn add(&self, a: i64, b: i64) -> Result<i64, CalcError> {
+        a.checked_add(b).ok_or(CalcError::Overflow)
+    }
+
+    async fn sub(&self, a: i64, b: i64) -> Result<i64, CalcError> {
+        a.checked_sub(b).ok_or(CalcError::Overflow)
+    }
+
+    async fn mul(&self, a: i64, b: i64) -> Result<i64, CalcError> {
+        a.checked_mul(b).ok_or(CalcError::Overflow)
+    }
+
+    async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError> {
+        if b == 0 {
+            return Err(CalcError::DivideByZero);
+        }
+        // Only i64::MIN / -1 is left to fail.
+        a.checked_div(b).ok_or(CalcError::Overflow)
+    }
+
+    async fn sum(&self, numbers: Vec<i64>) -> Result<i64, CalcError> {
+        numbers.iter().try_fold(0_i64, |total, &n| total.checked_add(n)).ok_or(CalcError::Overflow)
+    }
+}

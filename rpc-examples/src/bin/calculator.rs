@@ -1,0 +1,76 @@
+//! `calculator`: the one-command demo: a calculator served and called over TCP and a Unix socket.
+
+use std::process::ExitCode;
+
+use rpc_core::{Endpoint, Server};
+use rpc_examples::{CalculatorClient, Call};
+use tokio::sync::oneshot;
+
+/// The calls made over each transport: plain results, then the two kinds of refusal.
+fn demo_calls() -> Vec<Call> {
+    vec![
+        Call::Add { a: 2, b: 3 },
+        Call::Sub { a: 2, b: 5 },
+        Call::Mul { a: 6, b: 7 },
+        Call::Div { a: 7, b: 2 },
+        Call::Sum { numbers: vec![1, 2, 3, 4] },
+        Call::Div { a: 7, b: 0 },
+        Call::Mul { a: i64::MAX, b: 2 },
+    ]
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    rpc_examples::init_tracing("warn");
+    match demo().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("calc.sock");
+    let wanted =
+        [Endpoint::Tcp { host: "127.0.0.1".into(), port: 0 }, Endpoint::Unix(socket.clone())];
+
+    let mut servers = Vec::new();
+    let mut endpoints = Vec::new();
+    for endpoint in wanted {
+        let server = Server::bind(endpoint).await?;
+        endpoints.push(server.local_endpoint().clone());
+        servers.push(server);
+    }
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(rpc_examples::serve_calculator(servers, async {
+        let _ = stopped.await;
+    }));
+    println!("The calculator, served over two transports:");
+    for endpoint in &endpoints {
+        println!("  {endpoint}");
+    }
+
+    for endpoint in &endpoints {
+        println!();
+        let calc = CalculatorClient::connect(endpoint).await?;
+        for call in demo_calls() {
+            // The outer `?` is a framework error (the call did not complete); the calculator's
+            // own refusals arrive as `Err` inside, and are printed like results.
+            match call.run(&calc).await? {
+                Ok(value) => println!("[{endpoint}] {call} = {value}"),
+                Err(refused) => println!("[{endpoint}] {call} = error: {refused}"),
+            }
+        }
+    }
+
+    println!();
+    println!("Shutting down gracefully: calls in flight finish, then the servers stop.");
+    let _ = stop.send(());
+    serving.await??;
+    let removed = if socket.exists() { "is still there" } else { "was removed" };
+    println!("Both servers stopped; the socket file {removed}.");
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! The example binaries driven as processes: the demo, and the server with the client.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Generous: the machine is shared and slow, and nothing here should take more than a second.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A running `calculator-server`, killed if the test ends before it stops.
+struct ServerProcess {
+    child: Child,
+    /// The lines of its stdout, read by a thread so a silent server cannot hang the test.
+    stdout: mpsc::Receiver<String>,
+    /// The endpoints from its `listening on` lines, in `--listen` order.
+    endpoints: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts the server on `listen` and waits for its `listening on` line for each.
+    fn start(listen: &[&str], rust_log: Option<&str>) -> ServerProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_calculator-server"));
+        for endpoint in listen {
+            command.arg("--listen").arg(endpoint);
+        }
+        match rust_log {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let mut child =
+            command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn server");
+        let (tx, stdout) = mpsc::channel();
+        let pipe = BufReader::new(child.stdout.take().unwrap());
+        thread::spawn(move || {
+            for line in pipe.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = ServerProcess { child, stdout, endpoints: Vec::new() };
+        for _ in listen {
+            let line = server.next_line();
+            let endpoint = line.strip_prefix("listening on ").unwrap_or_else(|| {
+                panic!("expected a `listening on` line, got {line:?}");
+            });
+            server.endpoints.push(endpoint.to_owned());
+        }
+        server
+    }
+
+    fn next_line(&self) -> String {
+        self.stdout.recv_timeout(PATIENCE).expect("a line from the server's stdout")
+    }
+
+    /// Sends `signal` (e.g. "-TERM") and waits for the server to exit.
+    fn stop_with(mut self, signal: &str) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").arg(signal).arg(&pid).status().unwrap();
+        assert!(sent.success(), "kill {signal} {pid} failed");
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit within {PATIENCE:?}");
+            thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `calculator-client --connect ENDPOINT ARGS…` to completion.
+fn client(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_calculator-client"))
+        .arg("--connect")
+        .arg(endpoint)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run calculator-client")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn socket_in(dir: &Path) -> String {
+    format!("unix:{}", dir.join("calc.sock").display())
+}
+
+#[test]
+fn demo_calls_every_method_over_both_transports_and_exits_0() {
+    let out = Command::new(env!("CARGO_BIN_EXE_calculator"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run calculator");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "status {}; stderr: {}", out.status, text(&out.stderr));
+    for transport in ["[tcp://127.0.0.1:", "[unix:/"] {
+        for call in [
+            "] add(2, 3) = 5",
+            "] sub(2, 5) = -3",
+            "] mul(6, 7) = 42",
+            "] div(7, 2) = 3",
+            "] sum([1, 2, 3, 4]) = 10",
+            "] div(7, 0) = error: division by zero",
+            "] mul(9223372036854775807, 2) = error: overflow",
+        ] {
+            let found = stdout.lines().any(|l| l.starts_with(transport) && l.contains(call));
+            assert!(found, "no line {transport}…{call} in:\n{stdout}");
+        }
+    }
+    assert!(stdout.contains("the socket file was removed"), "{stdout}");
+}
+
+#[test]
+fn client_prints_the_result_alone_and_exits_0_over_tcp_and_unix() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0", &socket_in(dir.path())], None);
+    assert!(server.endpoints[0].starts_with("tcp://127.0.0.1:"), "{:?}", server.endpoints);
+    assert!(!server.endpoints[0].ends_with(":0"), "the real port is reported");
+    assert_eq!(server.endpoints[1], socket_in(dir.path()));
+    for endpoint in &server.endpoints {
+        for (args, expected) in [
+            (&["add", "2", "3"][..], "5\n"),
+            (&["sub", "-2", "3"], "-5\n"),
+            (&["mul", "6", "-7"], "-42\n"),
+            (&["div", "7", "2"], "3\n"),
+            (&["sum", "1", "2", "3", "4"], "10\n"),
+            (&["sum"], "0\n"),
+        ] {
+            let out = client(endpoint, args);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+            assert_eq!(text(&out.stdout), expected, "{endpoint} {args:?}");
+        }
+    }
+}
+
+#[test]
+fn client_exits_1_with_the_message_when_the_calculator_refuses() {
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0"], None);
+    let endpoint = &server.endpoints[0];
+
+    let out = client(endpoint, &["div", "1", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert!(text(&out.stderr).contains("division by zero"), "{}", text(&out.stderr));
+
+    let out = client(endpoint, &["add", &i64::MAX.to_string(), "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("overflow"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn client_exits_2_when_it_cannot_connect() {
+    let out = client("unix:/nonexistent/calc.sock", &["add", "2", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("could not connect to unix:/nonexistent/calc.sock"), "{stderr}");
+}
+
+#[test]
+fn client_exits_2_on_bad_arguments() {
+    for args in [
+        &["add", "1"][..],
+        &["add", "1", "2", "3"],
+        &["add", "one", "2"],
+        &["pow", "2", "3"],
+        &["add", &format!("{}0", i64::MAX), "1"],
+    ] {
+        let out = client("tcp://127.0.0.1:1", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out.stderr).starts_with("error: "), "{args:?}: {}", text(&out.stderr));
+    }
+    let out = client("http://localhost", &["add", "1", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("invalid endpoint"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn client_help_lists_the_methods() {
+    let out = Command::new(env!("CARGO_BIN_EXE_calculator-client")).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for method in ["add", "sub", "mul", "div", "sum", "--connect"] {
+        assert!(help.contains(method), "{method} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn server_stops_cleanly_on_sigterm_and_removes_its_socket_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("calc.sock");
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0", &socket_in(dir.path())], None);
+    assert!(socket.exists());
+    let out = client(&server.endpoints[1], &["add", "2", "3"]);
+    assert_eq!(text(&out.stdout), "5\n");
+
+    let (status, stderr) = server.stop_with("-TERM");
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(!socket.exists(), "the socket file is left behind");
+}
+
+#[test]
+fn server_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("calc.sock");
+    let server = ServerProcess::start(&[&socket_in(dir.path())], None);
+    let (status, stderr) = server.stop_with("-INT");
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(!socket.exists(), "the socket file is left behind");
+}
+
+#[test]
+fn server_logs_framework_events_to_stderr_with_rust_log_debug() {
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0"], Some("debug"));
+    let out = client(&server.endpoints[0], &["mul", "6", "7"]);
+    assert_eq!(text(&out.stdout), "42\n");
+    let (status, stderr) = server.stop_with("-TERM");
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("DEBUG"), "no debug events in:\n{stderr}");
+    assert!(stderr.contains("rpc_core"), "no framework events in:\n{stderr}");
+}
+
+#[test]
+fn server_exits_nonzero_when_it_cannot_bind() {
+    let out = Command::new(env!("CARGO_BIN_EXE_calculator-server"))
+        .args(["--listen", "unix:/nonexistent/dir/calc.sock"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("could not bind"), "{}", text(&out.stderr));
+}
