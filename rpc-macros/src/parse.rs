@@ -1,0 +1,154 @@
+//! Reading a `#[service]` trait into the model the other modules work on, as written.
+//!
+//! Nothing is rejected here except input that is not a trait at all: every unsupported shape is
+//! kept in the model so that `validate` can report it, spanned on the user's token, together
+//! with every other problem.
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::{Attribute, FnArg, Ident, ItemTrait, Pat, PatType, Receiver, ReturnType, TraitItem};
+use syn::{TraitItemFn, Type, TypeReference};
+
+/// A service trait: the trait as written and its methods.
+pub(crate) struct Service<'a> {
+    /// The trait as written.
+    pub(crate) item: &'a ItemTrait,
+    /// The trait's name without a raw `r#` prefix, as used on the wire.
+    pub(crate) name: String,
+    /// The `fn` items, in declaration order.
+    pub(crate) methods: Vec<Method<'a>>,
+    /// Every item that is not a `fn`: associated types, consts, macros.
+    pub(crate) others: Vec<&'a TraitItem>,
+}
+
+/// One `fn` of the trait.
+pub(crate) struct Method<'a> {
+    /// The method as written.
+    pub(crate) item: &'a TraitItemFn,
+    /// The method's name without a raw `r#` prefix, as used on the wire.
+    pub(crate) name: String,
+    /// The method's `#[cfg]` attributes, spelled: see [`cfg_key`].
+    pub(crate) cfg: String,
+    /// The receiver, if the first parameter is some form of `self`.
+    pub(crate) receiver: Option<&'a Receiver>,
+    /// The call-context parameter: a first parameter after the receiver of type
+    /// `&Context` (see [`is_context`]). Not sent on the wire.
+    pub(crate) context: Option<&'a PatType>,
+    /// The parameters sent on the wire, in order.
+    pub(crate) args: Vec<Arg<'a>>,
+    /// The declared return type; `None` for `()` left implicit.
+    pub(crate) output: Option<&'a Type>,
+}
+
+/// A parameter sent on the wire.
+pub(crate) struct Arg<'a> {
+    /// The parameter as written.
+    pub(crate) pat_type: &'a PatType,
+    /// Its name, when the pattern is a plain identifier (no `mut`, `ref` or `@`).
+    pub(crate) name: Option<&'a Ident>,
+}
+
+impl Arg<'_> {
+    /// The parameter's type.
+    pub(crate) fn ty(&self) -> &Type {
+        &self.pat_type.ty
+    }
+}
+
+/// Parses the item, which must be a trait; nothing else is checked here.
+pub(crate) fn parse_item(item: TokenStream) -> syn::Result<ItemTrait> {
+    match syn::parse2::<syn::Item>(item)? {
+        syn::Item::Trait(item) => Ok(item),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "#[service] applies to a trait: write `pub trait Name { async fn method(&self, ...) -> T; }`",
+        )),
+    }
+}
+
+/// Checks that the attribute was given no arguments: `#[service]`, not `#[service(...)]`.
+pub(crate) fn parse_attr(attr: TokenStream) -> syn::Result<()> {
+    if attr.is_empty() {
+        return Ok(());
+    }
+    Err(syn::Error::new_spanned(attr, "#[service] takes no arguments: write `#[service]`"))
+}
+
+/// Reads a trait into the model.
+pub(crate) fn service(item: &ItemTrait) -> Service<'_> {
+    let mut methods = Vec::new();
+    let mut others = Vec::new();
+    for trait_item in &item.items {
+        match trait_item {
+            TraitItem::Fn(f) => methods.push(method(f)),
+            other => others.push(other),
+        }
+    }
+    Service { item, name: item.ident.unraw().to_string(), methods, others }
+}
+
+fn method(item: &TraitItemFn) -> Method<'_> {
+    let mut inputs = item.sig.inputs.iter().peekable();
+    // syn only accepts a receiver as the first parameter.
+    let receiver = match inputs.peek() {
+        Some(FnArg::Receiver(r)) => {
+            inputs.next();
+            Some(r)
+        }
+        _ => None,
+    };
+    let mut typed = inputs.filter_map(|arg| match arg {
+        FnArg::Typed(t) => Some(t),
+        FnArg::Receiver(_) => None,
+    });
+    let mut args: Vec<Arg<'_>> = Vec::new();
+    let mut context = None;
+    if let Some(first) = typed.next() {
+        if matches!(&*first.ty, Type::Reference(reference) if is_context(reference)) {
+            context = Some(first);
+        } else {
+            args.push(arg(first));
+        }
+    }
+    args.extend(typed.map(arg));
+    let output = match &item.sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => Some(&**ty),
+    };
+    let name = item.sig.ident.unraw().to_string();
+    Method { item, name, cfg: cfg_key(&item.attrs), receiver, context, args, output }
+}
+
+fn arg(pat_type: &PatType) -> Arg<'_> {
+    Arg { pat_type, name: plain_name(&pat_type.pat) }
+}
+
+/// The name a parameter pattern binds, if it is a plain identifier (no `mut`, `ref` or `@`).
+pub(crate) fn plain_name(pat: &Pat) -> Option<&Ident> {
+    match pat {
+        Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
+            Some(&p.ident)
+        }
+        _ => None,
+    }
+}
+
+/// A method's `#[cfg]` attributes, spelled. Two methods whose keys differ may never be compiled
+/// together, so clashes between them are not errors.
+pub(crate) fn cfg_key(attrs: &[Attribute]) -> String {
+    let cfgs = attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    cfgs.map(|attr| attr.to_token_stream().to_string()).collect()
+}
+
+/// Whether a reference type names the call context: a reference to a path ending in `Context`,
+/// such as `&Context` or `&rpc_core::Context`.
+///
+/// A macro cannot resolve names, so this goes by spelling; a reference is never a valid wire
+/// argument, so nothing that could be one is taken for the context. If the path names some
+/// other `Context`, the generated server fails to type-check where it passes the context.
+pub(crate) fn is_context(reference: &TypeReference) -> bool {
+    let Type::Path(path) = &*reference.elem else { return false };
+    path.qself.is_none()
+        && path.path.segments.last().is_some_and(|s| s.ident == "Context" && s.arguments.is_none())
+}
