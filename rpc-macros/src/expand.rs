@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, ItemTrait, LitInt, Pat, PatWild, ReturnType, TraitItem};
 
@@ -34,7 +35,7 @@ pub(crate) fn fallback(item: &ItemTrait, error: &syn::Error) -> TokenStream {
     // A duplicate is reported once, by `validate`, not again by the compiler.
     let mut seen = HashSet::new();
     item.items.retain(|trait_item| match trait_item {
-        TraitItem::Fn(f) => seen.insert((f.sig.ident.to_string(), cfg_key(&f.attrs))),
+        TraitItem::Fn(f) => seen.insert((f.sig.ident.unraw(), cfg_key(&f.attrs))),
         _ => true,
     });
     let error = error.to_compile_error();

@@ -92,7 +92,7 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
         errors.push(
             &sig.generics,
             "a service method cannot be generic: the server decodes arguments into concrete \
-             types; use concrete types",
+             types; remove the parameters and use concrete types",
         );
     }
     if let Some(where_clause) = &sig.generics.where_clause {
