@@ -43,11 +43,7 @@ pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args}
 /// What `#[service]`-generated code refers to. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::Context;
     pub use crate::service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
-    pub use serde::Serialize;
-    pub use serde::de::DeserializeOwned;
     pub use std::boxed::Box;
-    pub use std::future::Future;
     pub use std::sync::Arc;
 }
