@@ -289,7 +289,9 @@ impl Shared {
             }
         }
         drop(calls);
-        self.outbox.close();
+        // Every call has ended: nothing queued is still wanted, and a server that stopped
+        // reading must not keep the writer task (and the socket) alive.
+        self.outbox.close(false);
         wakers.into_iter().for_each(Waker::wake);
     }
 

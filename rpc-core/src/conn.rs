@@ -121,12 +121,17 @@ impl Outbox {
         self.drained.notified()
     }
 
-    /// Refuses further frames; the writer task writes what is queued, then stops.
-    pub(crate) fn close(&self) {
+    /// Refuses further frames. With `flush`, the writer task writes what is queued, then
+    /// stops; without, what is queued is dropped and the writer stops at once.
+    pub(crate) fn close(&self, flush: bool) {
         let mut st = self.lock();
-        st.closed = true;
-        st.corked = false;
-        self.wake_writer.notify_one();
+        if flush {
+            st.closed = true;
+            st.corked = false;
+            self.wake_writer.notify_one();
+        } else {
+            self.fail(&mut st);
+        }
     }
 
     /// Writes as much as the socket takes now; hands the rest to the writer task.
@@ -158,8 +163,8 @@ impl Outbox {
         Ok(true)
     }
 
-    /// A write failed: the connection is dead. The reader sees the same error and ends the
-    /// calls; here we only stop accepting frames.
+    /// Drops what is queued and stops accepting frames: a write failed (the reader sees the
+    /// same error and ends the calls), or nobody needs the rest.
     fn fail(&self, st: &mut OutState) {
         st.closed = true;
         st.buf = BytesMut::new();

@@ -134,7 +134,7 @@ impl Listener {
             }
             Endpoint::Unix(path) => {
                 let listener = bind_unix_path(path).map_err(bind_err)?;
-                let file = SocketFile(path.clone());
+                let file = SocketFile::new(path.clone());
                 if let Some(mode) = unix_mode {
                     use std::os::unix::fs::PermissionsExt;
                     let mode = std::fs::Permissions::from_mode(mode);
@@ -204,12 +204,30 @@ fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
     }
 }
 
-/// Removes the socket file when the listener goes away.
+/// Removes the socket file when the listener goes away, unless another server has replaced
+/// it since (the file is recognised by device and inode).
 #[derive(Debug)]
-struct SocketFile(PathBuf);
+struct SocketFile {
+    path: PathBuf,
+    id: Option<(u64, u64)>,
+}
+
+impl SocketFile {
+    fn new(path: PathBuf) -> SocketFile {
+        let id = file_id(&path);
+        SocketFile { path, id }
+    }
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        if self.id.is_some() && file_id(&self.path) == self.id {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }

@@ -209,8 +209,10 @@ async fn send_close(stream: &Stream, code: Code, message: &str) {
         loop {
             stream.readable().await?;
             sink.clear();
-            if let Ok(0) = stream.try_read_buf(&mut sink) {
-                return Ok::<(), std::io::Error>(());
+            match stream.try_read_buf(&mut sink) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Ok(0) | Err(_) => return Ok::<(), std::io::Error>(()),
+                Ok(_) => {}
             }
         }
     };
@@ -290,7 +292,7 @@ async fn serve_conn<S: Service>(
     }
     // Handlers still running are dropped with the driver: nobody is left to answer.
     drop(driver);
-    outbox.close();
+    outbox.close(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
 }
 

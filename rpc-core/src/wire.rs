@@ -82,16 +82,31 @@ pub enum Header<'a> {
     },
 }
 
+/// The longest error message sent, in bytes; longer ones are cut (at a character boundary).
+pub const MAX_MESSAGE: usize = 512;
+
+/// The smallest `max_frame` a peer may announce: room for any error frame.
+pub const MIN_MAX_FRAME: usize = 1024;
+
 impl Header<'_> {
     /// A `Failure` header for request `id`.
     pub(crate) fn failure(id: u64, code: Code, message: &str) -> Header<'_> {
-        Header::Failure { id, code: code.to_u32(), message: Cow::Borrowed(message) }
+        Header::Failure { id, code: code.to_u32(), message: Cow::Borrowed(cut(message)) }
     }
 
     /// A `Close` header.
     pub(crate) fn close(code: Code, message: &str) -> Header<'_> {
-        Header::Close { code: code.to_u32(), message: Cow::Borrowed(message) }
+        Header::Close { code: code.to_u32(), message: Cow::Borrowed(cut(message)) }
     }
+}
+
+/// `message` cut to at most [`MAX_MESSAGE`] bytes, so an error frame always fits the peer.
+fn cut(message: &str) -> &str {
+    let mut end = message.len().min(MAX_MESSAGE);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
 }
 
 /// Appends one frame holding `header` and, if given, `body`. On error nothing is appended.
@@ -138,7 +153,13 @@ pub(crate) fn decode_hello(payload: &[u8]) -> Result<usize, Error> {
     if hello.version != VERSION {
         return Err(Error::VersionMismatch { ours: VERSION, theirs: hello.version });
     }
-    Ok(hello.max_frame as usize)
+    let max_frame = hello.max_frame as usize;
+    if max_frame < MIN_MAX_FRAME {
+        return Err(Error::Protocol(format!(
+            "the peer accepts frames of at most {max_frame} bytes; the minimum is {MIN_MAX_FRAME}"
+        )));
+    }
+    Ok(max_frame)
 }
 
 /// Decodes the header at the front of `payload`; returns it and where the body starts.

@@ -275,16 +275,16 @@ async fn a_response_body_of_the_wrong_type_fails_that_call_only() {
 #[tokio::test]
 async fn a_request_over_the_servers_announced_limit_is_refused_before_it_is_written() {
     let (listener, endpoint) = listen().await;
-    let small = hello(1, 32);
+    let small = hello(1, 1024);
     let (client, mut socket) = within(async {
         tokio::join!(Client::connect(endpoint.as_str()), accept_with(&listener, &small))
     })
     .await;
     let client = client.unwrap();
-    let err = client.call::<_, String>(ECHO, &("x".repeat(100),)).await.unwrap_err();
+    let err = client.call::<_, String>(ECHO, &("x".repeat(2000),)).await.unwrap_err();
     match err {
-        Error::FrameTooLarge { size, limit: 32 } => assert!(size > 100, "{size}"),
-        other => panic!("expected FrameTooLarge with limit 32, got {other:?}"),
+        Error::FrameTooLarge { size, limit: 1024 } => assert!(size > 2000, "{size}"),
+        other => panic!("expected FrameTooLarge with limit 1024, got {other:?}"),
     }
     // The next frame on the wire is the next call: the refused one was never written.
     let call = spawn_call(&client, 9);
@@ -292,6 +292,20 @@ async fn a_request_over_the_servers_announced_limit_is_refused_before_it_is_writ
     assert!(matches!(header, Header::Request { id: 2, method: BLOCK, .. }), "{header:?}");
     socket.write_all(&message(&Header::Response { id: 2 }, &bincode(&9_u64))).await.unwrap();
     assert_eq!(within(call).await.unwrap().unwrap(), 9);
+}
+
+#[tokio::test]
+async fn a_server_announcing_a_max_frame_below_the_minimum_is_refused() {
+    let (listener, endpoint) = listen().await;
+    let tiny = hello(1, 32);
+    let (client, _socket) = within(async {
+        tokio::join!(Client::connect(endpoint.as_str()), accept_with(&listener, &tiny))
+    })
+    .await;
+    match client {
+        Err(Error::Protocol(message)) => assert!(message.contains("1024"), "{message}"),
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
 }
 
 #[tokio::test]
