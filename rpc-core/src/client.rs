@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::conn::{self, FrameReader, Outbox};
 use crate::net::Stream;
 use crate::wire::{self, Header};
-use crate::{Code, Endpoint, Error, ToEndpoint, frame};
+use crate::{Code, Endpoint, Error, Keepalive, ToEndpoint, frame};
 
 /// How a [`Client`] connects and calls. Every field has a safe default.
 #[derive(Debug, Clone)]
@@ -30,6 +30,10 @@ pub struct ClientConfig {
     /// Calls in flight at once on the connection; further callers wait for a slot (they do
     /// not fail), which bounds the memory a slow server can make us hold. Default: 1,024.
     pub max_in_flight: usize,
+    /// TCP keepalive on the connection, so a server that vanished without closing it is
+    /// noticed and the pending calls end; `None` turns it off. Default:
+    /// [`Keepalive::default()`] (a dead peer is noticed within 90 s).
+    pub tcp_keepalive: Option<Keepalive>,
 }
 
 impl Default for ClientConfig {
@@ -39,6 +43,7 @@ impl Default for ClientConfig {
             call_timeout: Duration::from_secs(30),
             max_frame: frame::DEFAULT_MAX_FRAME,
             max_in_flight: 1024,
+            tcp_keepalive: Some(Keepalive::default()),
         }
     }
 }
@@ -117,7 +122,7 @@ impl Client {
         config: ClientConfig,
     ) -> Result<Client, Error> {
         let endpoint = endpoint.to_endpoint()?;
-        let handshake = handshake(&endpoint, config.max_frame);
+        let handshake = handshake(&endpoint, &config);
         let (stream, reader, peer_max) = tokio::time::timeout(config.connect_timeout, handshake)
             .await
             .map_err(|_| Error::ConnectTimeout {
@@ -183,12 +188,25 @@ impl Client {
     ) -> Result<Bytes, Error> {
         let shared = &self.handle.shared;
         let _slot = shared.slots.acquire().await.map_err(|_| Error::ConnectionClosed)?;
-        let id = shared.register()?;
+        let (id, concurrent) = shared.register()?;
         // From here on, dropping this future removes the call and, once sent, cancels it.
         let mut guard = CallGuard { shared, id, sent: false };
         let budget_us = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
-        shared.outbox.send(&Header::Request { id, method, budget_us }, Some(args))?;
-        guard.sent = true;
+        let request = Header::Request { id, method, budget_us };
+        if concurrent {
+            // Other calls are in flight, so more callers are likely runnable right now: let
+            // them queue their requests too, and write them all with one syscall.
+            let flush = shared.outbox.send_deferred(&request, Some(args))?;
+            guard.sent = true;
+            if let Some(flush) = flush {
+                tokio::task::yield_now().await;
+                drop(flush);
+            }
+        } else {
+            // A lone call goes out at once: nothing to wait for but latency.
+            shared.outbox.send(&request, Some(args))?;
+            guard.sent = true;
+        }
         poll_fn(|cx| {
             let mut calls = shared.lock();
             match calls.pending.get_mut(&id) {
@@ -231,7 +249,8 @@ impl Shared {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self) -> Result<u64, Error> {
+    /// Allocates an id for a new call; also tells whether other calls are in flight.
+    fn register(&self) -> Result<(u64, bool), Error> {
         let mut calls = self.lock();
         match calls.refused {
             Some(Refusal::Closed) => return Err(Error::ConnectionClosed),
@@ -246,7 +265,7 @@ impl Shared {
         let id = calls.next_id;
         calls.next_id += 1;
         calls.pending.insert(id, Slot::Waiting(None));
-        Ok(id)
+        Ok((id, calls.pending.len() > 1))
     }
 
     /// Hands a call its result. A response for an id that was never sent is a protocol
@@ -324,9 +343,10 @@ impl Shared {
 /// followed the server's hello, and the largest frame the server accepts.
 async fn handshake(
     endpoint: &Endpoint,
-    max_frame: usize,
+    config: &ClientConfig,
 ) -> Result<(Stream, FrameReader, usize), Error> {
-    let stream = Stream::connect(endpoint)
+    let max_frame = config.max_frame;
+    let stream = Stream::connect(endpoint, config.tcp_keepalive)
         .await
         .map_err(|source| Error::Connect { endpoint: endpoint.to_string(), source })?;
     let mut hello = bytes::BytesMut::new();

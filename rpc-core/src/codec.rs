@@ -42,9 +42,26 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
         .map_err(|e| CodecError(e.to_string()))
 }
 
+/// The decode limit for payloads up to the default frame size.
+const SMALL_LIMIT: usize = crate::frame::DEFAULT_MAX_FRAME;
+
+/// The decode limit for larger payloads: the largest frame a 4-byte length can declare.
+const LARGE_LIMIT: usize = u32::MAX as usize;
+
 /// Decodes one `T` from the front of `bytes` and returns it with the number of bytes it used.
+///
+/// bincode allocates a string's or byte buffer's declared length before it reads the bytes,
+/// so without a limit a peer's 9-byte length could ask for a terabyte and abort the process.
+/// With one, a length past it is a decode error. Everything decoded comes from one frame, so a
+/// length longer than `bytes` is bogus anyway: a payload up to the default frame size is
+/// decoded with that size as its limit, a larger one (a raised `max_frame`) with 4 GiB.
 pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
-    bincode::serde::decode_from_slice(bytes, CONFIG).map_err(|e| CodecError(e.to_string()))
+    let decoded = if bytes.len() <= SMALL_LIMIT {
+        bincode::serde::decode_from_slice(bytes, CONFIG.with_limit::<SMALL_LIMIT>())
+    } else {
+        bincode::serde::decode_from_slice(bytes, CONFIG.with_limit::<LARGE_LIMIT>())
+    };
+    decoded.map_err(|e| CodecError(e.to_string()))
 }
 
 /// Decodes a `T` that must use every byte of `bytes`: trailing bytes are an error, since they

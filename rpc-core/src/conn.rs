@@ -46,6 +46,8 @@ struct OutState {
     backlogged: bool,
     /// Frames are collected, not written, while the reader handles a batch of requests.
     corked: bool,
+    /// A sender has promised to write the buffer soon (see [`Outbox::send_deferred`]).
+    flush_owed: bool,
     /// No more frames are accepted; the writer task drains what is left and stops.
     closed: bool,
     /// The largest frame payload the peer accepts.
@@ -60,6 +62,7 @@ impl Outbox {
                 buf: BytesMut::new(),
                 backlogged: false,
                 corked: false,
+                flush_owed: false,
                 closed: false,
                 peer_max,
             }),
@@ -93,6 +96,29 @@ impl Outbox {
         Ok(())
     }
 
+    /// Encodes one frame without writing it, so frames from callers that run one after the
+    /// other leave in one write. The first such caller gets a [`Flush`]: it must let the other
+    /// runnable tasks run (yield), then drop it, which writes the buffer. Dropping it early, as
+    /// a cancelled caller does, writes too, so a frame is never stranded.
+    pub(crate) fn send_deferred<B: Serialize + ?Sized>(
+        &self,
+        header: &Header<'_>,
+        body: Option<&B>,
+    ) -> Result<Option<Flush<'_>>, Error> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Error::ConnectionClosed);
+        }
+        let limit = st.peer_max;
+        wire::encode(&mut st.buf, header, body, limit)?;
+        if st.flush_owed || st.backlogged || st.corked {
+            // Someone else writes it.
+            return Ok(None);
+        }
+        st.flush_owed = true;
+        Ok(Some(Flush(self)))
+    }
+
     /// Holds frames back until [`Outbox::uncork`], so a batch of responses leaves in one write.
     pub(crate) fn cork(&self) {
         self.lock().corked = true;
@@ -103,6 +129,12 @@ impl Outbox {
         let mut st = self.lock();
         st.corked = false;
         self.write_locked(&mut st);
+    }
+
+    /// Whether more than [`HIGH_WATER`] bytes wait for the socket, without waiting for that
+    /// to change; see [`Outbox::flooded`].
+    pub(crate) fn over_high_water(&self) -> bool {
+        self.lock().buf.len() > HIGH_WATER
     }
 
     /// Whether more than [`HIGH_WATER`] bytes wait for the socket. `wake` (made from
@@ -201,6 +233,20 @@ impl Outbox {
             }
             drop(st);
             self.drained.notify_waiters();
+        }
+    }
+}
+
+/// The promise to write what [`Outbox::send_deferred`] queued; kept when dropped.
+#[derive(Debug)]
+pub(crate) struct Flush<'a>(&'a Outbox);
+
+impl Drop for Flush<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.flush_owed = false;
+        if !st.corked {
+            self.0.write_locked(&mut st);
         }
     }
 }

@@ -17,6 +17,7 @@
 //! - `context`: [`Context`], what a handler knows about its call.
 //! - `service`: [`Service`], the contract generated code implements.
 //! - `error`: [`Error`] and the wire error [`Code`]s.
+//! - `__fuzz` (hidden): the decoders, for fuzz targets and property tests.
 
 mod client;
 mod codec;
@@ -35,10 +36,13 @@ pub use context::Context;
 pub use endpoint::{Endpoint, ToEndpoint};
 pub use error::{Code, Error};
 pub use frame::DEFAULT_MAX_FRAME;
-pub use net::Peer;
+pub use net::{Keepalive, Peer};
 pub use rpc_macros::service;
 pub use server::{Server, ServerConfig};
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+
+#[doc(hidden)]
+pub mod __fuzz;
 
 /// What `#[service]`-generated code refers to. Not a public API: it changes without notice.
 #[doc(hidden)]

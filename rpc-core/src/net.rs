@@ -4,6 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -39,6 +40,46 @@ impl std::fmt::Display for Peer {
     }
 }
 
+/// TCP keepalive probes, which notice a peer that vanished without closing the connection (it
+/// lost power, a cable or a NAT mapping went away): the connection then fails like any other
+/// lost connection, ending its calls. Set on both ends by default; see
+/// `ServerConfig::tcp_keepalive` and `ClientConfig::tcp_keepalive`.
+///
+/// After `idle` with nothing received, the kernel sends a probe every `interval`; after
+/// `retries` unanswered probes it closes the socket. The defaults (60 s, 10 s, 3) notice a
+/// dead peer within 60 + 3 × 10 = 90 s of its last sign of life. Probes cost a few bytes per
+/// idle connection per minute. (Data that the peer never acknowledges is a separate case,
+/// left to the kernel's retransmission timeout, about 15 minutes by default on Linux.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Keepalive {
+    /// Time without traffic before the first probe. Default: 60 s.
+    pub idle: Duration,
+    /// Time between probes. Default: 10 s.
+    pub interval: Duration,
+    /// Unanswered probes after which the connection is dropped. Default: 3.
+    pub retries: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive { idle: Duration::from_secs(60), interval: Duration::from_secs(10), retries: 3 }
+    }
+}
+
+/// Sets the socket options every TCP connection gets: TCP_NODELAY, and keepalive if asked.
+fn configure_tcp(stream: &TcpStream, keepalive: Option<Keepalive>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    if let Some(k) = keepalive {
+        let params = socket2::TcpKeepalive::new()
+            .with_time(k.idle)
+            .with_interval(k.interval)
+            .with_retries(k.retries);
+        socket2::SockRef::from(stream).set_tcp_keepalive(&params)?;
+    }
+    Ok(())
+}
+
 /// A connected socket. Reads and writes use readiness plus `try_*` calls on `&self`, so one
 /// task can read while others write without splitting the socket.
 #[derive(Debug)]
@@ -48,12 +89,15 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
-    /// Connects to `endpoint`, with TCP_NODELAY on for TCP.
-    pub(crate) async fn connect(endpoint: &Endpoint) -> io::Result<Stream> {
+    /// Connects to `endpoint`; a TCP socket gets TCP_NODELAY and `keepalive`.
+    pub(crate) async fn connect(
+        endpoint: &Endpoint,
+        keepalive: Option<Keepalive>,
+    ) -> io::Result<Stream> {
         match endpoint {
             Endpoint::Tcp { host, port } => {
                 let stream = TcpStream::connect((host.as_str(), *port)).await?;
-                stream.set_nodelay(true)?;
+                configure_tcp(&stream, keepalive)?;
                 Ok(Stream::Tcp(stream))
             }
             Endpoint::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path).await?)),
@@ -110,6 +154,8 @@ pub(crate) struct Listener {
     socket: ListenSocket,
     /// The bound address, with the real port for `tcp://…:0`.
     local: Endpoint,
+    /// Keepalive for accepted TCP connections.
+    keepalive: Option<Keepalive>,
 }
 
 #[derive(Debug)]
@@ -120,17 +166,19 @@ enum ListenSocket {
 }
 
 impl Listener {
-    /// Binds `endpoint`; a Unix socket file gets permission bits `unix_mode`, if given.
+    /// Binds `endpoint`; a Unix socket file gets permission bits `unix_mode`, if given, and
+    /// accepted TCP connections get `keepalive`.
     pub(crate) async fn bind(
         endpoint: &Endpoint,
         unix_mode: Option<u32>,
+        keepalive: Option<Keepalive>,
     ) -> Result<Listener, Error> {
         let bind_err = |source| Error::Bind { endpoint: endpoint.to_string(), source };
         match endpoint {
             Endpoint::Tcp { host, port } => {
                 let listener = TcpListener::bind((host.as_str(), *port)).await.map_err(bind_err)?;
                 let local = Endpoint::tcp(listener.local_addr().map_err(bind_err)?);
-                Ok(Listener { socket: ListenSocket::Tcp(listener), local })
+                Ok(Listener { socket: ListenSocket::Tcp(listener), local, keepalive })
             }
             Endpoint::Unix(path) => {
                 let listener = bind_unix_path(path).map_err(bind_err)?;
@@ -143,6 +191,7 @@ impl Listener {
                 Ok(Listener {
                     socket: ListenSocket::Unix(listener, Some(file)),
                     local: endpoint.clone(),
+                    keepalive,
                 })
             }
             Endpoint::UnixAbstract(name) => {
@@ -152,7 +201,8 @@ impl Listener {
                     UnixListener::from_std(std)
                 };
                 let listener = bind().map_err(bind_err)?;
-                Ok(Listener { socket: ListenSocket::Unix(listener, None), local: endpoint.clone() })
+                let socket = ListenSocket::Unix(listener, None);
+                Ok(Listener { socket, local: endpoint.clone(), keepalive })
             }
         }
     }
@@ -161,12 +211,12 @@ impl Listener {
         &self.local
     }
 
-    /// Accepts one connection, with TCP_NODELAY on for TCP.
+    /// Accepts one connection; a TCP socket gets TCP_NODELAY and the listener's keepalive.
     pub(crate) async fn accept(&self) -> io::Result<Stream> {
         match &self.socket {
             ListenSocket::Tcp(l) => {
                 let (stream, _) = l.accept().await?;
-                stream.set_nodelay(true)?;
+                configure_tcp(&stream, self.keepalive)?;
                 Ok(Stream::Tcp(stream))
             }
             ListenSocket::Unix(l, _) => Ok(Stream::Unix(l.accept().await?.0)),
@@ -228,6 +278,45 @@ impl Drop for SocketFile {
     fn drop(&mut self) {
         if self.id.is_some() && file_id(&self.path) == self.id {
             let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::SockRef;
+
+    /// The keepalive settings of a TCP stream, read back from the kernel.
+    fn keepalive_of(stream: &Stream) -> Option<Keepalive> {
+        let Stream::Tcp(tcp) = stream else { panic!("a tcp stream") };
+        let sock = SockRef::from(tcp);
+        if !sock.keepalive().expect("SO_KEEPALIVE") {
+            return None;
+        }
+        Some(Keepalive {
+            idle: sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            interval: sock.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+            retries: sock.tcp_keepalive_retries().expect("TCP_KEEPCNT"),
+        })
+    }
+
+    /// Accepted and connected TCP sockets get exactly the keepalive asked for, or none.
+    #[tokio::test]
+    async fn tcp_sockets_on_both_ends_get_the_configured_keepalive() {
+        let custom = Keepalive {
+            idle: Duration::from_secs(7),
+            interval: Duration::from_secs(2),
+            retries: 5,
+        };
+        for keepalive in [Some(Keepalive::default()), Some(custom), None] {
+            let endpoint: Endpoint = "tcp://127.0.0.1:0".parse().expect("an endpoint");
+            let listener = Listener::bind(&endpoint, None, keepalive).await.expect("bind");
+            let (connected, accepted) =
+                tokio::join!(Stream::connect(listener.local(), keepalive), listener.accept());
+            let (connected, accepted) = (connected.expect("connect"), accepted.expect("accept"));
+            assert_eq!(keepalive_of(&connected), keepalive, "the connecting side");
+            assert_eq!(keepalive_of(&accepted), keepalive, "the accepting side");
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::conn::{self, FrameReader, Outbox};
 use crate::net::{Listener, Peer, Stream};
 use crate::service::{DispatchError, HandlerFuture, Responder, Service};
 use crate::wire::{self, Header};
-use crate::{Code, Endpoint, Error, ToEndpoint, frame};
+use crate::{Code, Endpoint, Error, Keepalive, ToEndpoint, frame};
 
 /// Limits and timeouts of a [`Server`]. Every field has a default that is safe for a server
 /// reachable from the internet.
@@ -40,6 +40,10 @@ pub struct ServerConfig {
     /// Permission bits of a Unix socket file, set right after binding. Default: `0o600`
     /// (only the server's user may connect); `None` leaves what the umask gives.
     pub unix_mode: Option<u32>,
+    /// TCP keepalive on accepted connections, so a client that vanished without closing is
+    /// noticed and its connection freed; `None` turns it off. Default: [`Keepalive::default()`]
+    /// (a dead peer is noticed within 90 s).
+    pub tcp_keepalive: Option<Keepalive>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +55,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             max_in_flight: 256,
             unix_mode: Some(0o600),
+            tcp_keepalive: Some(Keepalive::default()),
         }
     }
 }
@@ -97,7 +102,9 @@ impl Server {
         endpoint: impl ToEndpoint,
         config: ServerConfig,
     ) -> Result<Server, Error> {
-        let listener = Listener::bind(&endpoint.to_endpoint()?, config.unix_mode).await?;
+        let listener =
+            Listener::bind(&endpoint.to_endpoint()?, config.unix_mode, config.tcp_keepalive)
+                .await?;
         Ok(Server { listener, config: Arc::new(config), authorize: None })
     }
 
@@ -321,6 +328,8 @@ impl<S: Service> Driver<S> {
             // are written together when it ends.
             self.outbox.cork();
             let batch = self.handle_buffered(reader);
+            // Complete frames may be left unhandled behind a full outbox (see below).
+            let held_back = self.outbox.over_high_water();
             self.outbox.uncork();
             if batch? {
                 return Ok(());
@@ -331,6 +340,10 @@ impl<S: Service> Driver<S> {
             // A peer that does not read its responses is not read from either.
             let mut drained = std::pin::pin!(self.outbox.drained());
             let flooded = self.outbox.flooded(drained.as_mut());
+            if held_back && !flooded {
+                // It drained meanwhile: handle the frames left in the read buffer first.
+                continue;
+            }
             let can_read = !flooded && self.in_flight.len() < self.max_in_flight;
             tokio::select! {
                 () = &mut drained, if flooded => {}
@@ -361,7 +374,9 @@ impl<S: Service> Driver<S> {
 
     /// Handles the complete frames in the read buffer; `Ok(true)` when the peer closed.
     fn handle_buffered(&mut self, reader: &mut FrameReader) -> Result<bool, Error> {
-        while self.in_flight.len() < self.max_in_flight {
+        // Checked per frame, not per batch: one read can hold hundreds of small requests for
+        // large responses, and a peer that reads none of them must not make us queue them all.
+        while self.in_flight.len() < self.max_in_flight && !self.outbox.over_high_water() {
             let Some(frame) = reader.next_buffered()? else { return Ok(false) };
             let frame = frame.freeze();
             let (header, body_at) = wire::decode_header(&frame)?;

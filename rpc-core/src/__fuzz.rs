@@ -1,0 +1,153 @@
+//! Thin entry points to the decoders, for the fuzz targets (`fuzz/`) and the property tests.
+//! Not a public API: hidden from the docs, and changed without notice.
+//!
+//! [`server_reads`] and [`client_reads`] take bytes as one side takes them from the socket: cut
+//! into frames, the first a hello, then headers and bodies, stopping where that side would
+//! close the connection.
+
+use bytes::BytesMut;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::frame::FrameDecoder;
+use crate::wire::{self, Header};
+
+/// Cuts a byte stream into frame payloads, as a connection's reader does.
+#[derive(Debug)]
+pub struct Frames {
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl Frames {
+    /// A reader that refuses payloads over `max_frame` bytes.
+    pub fn new(max_frame: usize) -> Frames {
+        Frames { buf: BytesMut::new(), decoder: FrameDecoder::new(max_frame) }
+    }
+
+    /// Appends bytes read from the socket.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete payload; `Ok(None)` until more bytes arrive, `Err` when the stream is
+    /// corrupt and the connection would close.
+    pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self.decoder.decode(&mut self.buf)?.map(|payload| payload.to_vec()))
+    }
+
+    /// Bytes held until the rest of their frame arrives.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Decodes a hello payload; returns the largest frame the peer accepts.
+pub fn decode_hello(payload: &[u8]) -> Result<usize, Error> {
+    wire::decode_hello(payload)
+}
+
+/// Decodes the header at the front of a payload; returns it and where the body starts.
+pub fn decode_header(payload: &[u8]) -> Result<(Header<'static>, usize), Error> {
+    wire::decode_header(payload)
+}
+
+/// Decodes a body that must fill `body` exactly.
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    wire::decode_body(body)
+}
+
+/// One frame holding `header` and `body`, as a connection sends it (length prefix included).
+pub fn encode<B: Serialize + ?Sized>(
+    header: &Header<'_>,
+    body: Option<&B>,
+    limit: usize,
+) -> Result<Vec<u8>, Error> {
+    let mut buf = BytesMut::new();
+    wire::encode(&mut buf, header, body, limit)?;
+    Ok(buf.to_vec())
+}
+
+/// A hello frame announcing `max_frame`.
+pub fn encode_hello(max_frame: usize) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    wire::encode_hello(&mut buf, max_frame);
+    buf.to_vec()
+}
+
+/// What one side made of a byte stream, frame by frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The peer's hello, announcing its frame limit.
+    Hello(usize),
+    /// A message after the hello, and its body bytes.
+    Message(Header<'static>, Vec<u8>),
+}
+
+/// Decodes `bytes` as the server reads a client: the hello, then messages (a request's body
+/// as a few argument types) until the stream ends, a frame is corrupt, or the client sends
+/// what closes the connection. Returns what was read and the error it stopped on, if any.
+pub fn server_reads(bytes: &[u8], max_frame: usize) -> (Vec<Event>, Option<Error>) {
+    read(bytes, max_frame, false)
+}
+
+/// Decodes `bytes` as the client reads a server: a hello (or a Close in its place), then
+/// messages (a response's body as a few value types), as for [`server_reads`].
+pub fn client_reads(bytes: &[u8], max_frame: usize) -> (Vec<Event>, Option<Error>) {
+    read(bytes, max_frame, true)
+}
+
+fn read(bytes: &[u8], max_frame: usize, client: bool) -> (Vec<Event>, Option<Error>) {
+    let mut frames = Frames::new(max_frame);
+    frames.push(bytes);
+    let mut events = Vec::new();
+    loop {
+        let payload = match frames.next_payload() {
+            Ok(Some(payload)) => payload,
+            Ok(None) => return (events, None),
+            Err(e) => return (events, Some(e)),
+        };
+        let event =
+            if events.is_empty() { hello(&payload, client) } else { message(payload, client) };
+        match event {
+            Ok(event) => {
+                let close = matches!(event, Event::Message(Header::Close { .. }, _));
+                events.push(event);
+                if close {
+                    return (events, None);
+                }
+            }
+            Err(e) => return (events, Some(e)),
+        }
+    }
+}
+
+fn hello(payload: &[u8], client: bool) -> Result<Event, Error> {
+    // A server that refuses a client sends a Close in place of its hello.
+    if let (true, Ok((close @ Header::Close { .. }, _))) = (client, wire::decode_header(payload)) {
+        return Ok(Event::Message(close, Vec::new()));
+    }
+    wire::decode_hello(payload).map(Event::Hello)
+}
+
+fn message(mut payload: Vec<u8>, client: bool) -> Result<Event, Error> {
+    let (header, at) = wire::decode_header(&payload)?;
+    let body = payload.split_off(at);
+    match (&header, client) {
+        // Bodies are decoded by generated code with the method's types; these stand for them.
+        (Header::Request { .. }, false) => {
+            let _ = wire::decode_body::<(i64, i64)>(&body);
+            let _ = wire::decode_body::<(String,)>(&body);
+            let _ = wire::decode_body::<(Vec<u8>, Option<u64>)>(&body);
+        }
+        (Header::Response { .. }, true) => {
+            let _ = wire::decode_body::<i64>(&body);
+            let _ = wire::decode_body::<Result<String, (u8, bool)>>(&body);
+        }
+        (Header::Cancel { .. }, false) | (Header::Close { .. }, _) => {}
+        (Header::Failure { .. } | Header::GoAway, true) => {}
+        _ => return Err(Error::Protocol("a message only the other side sends".to_owned())),
+    }
+    Ok(Event::Message(header, body))
+}
