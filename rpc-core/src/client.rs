@@ -372,6 +372,7 @@ async fn handshake(
 /// The connection's reader task: routes responses to their calls until the connection ends,
 /// then ends every call still pending.
 async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameReader) {
+    let mut user_gone = std::pin::pin!(shared.user_gone.notified());
     let result = loop {
         // Handle every frame already buffered before waiting on the socket again.
         let handled = loop {
@@ -394,7 +395,7 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(e),
             },
-            () = shared.user_gone.notified() => break Ok(()),
+            () = &mut user_gone => break Ok(()),
         }
     };
     match result {

@@ -323,6 +323,9 @@ impl<S: Service> Driver<S> {
         go_away: &CancellationToken,
         hard_stop: &CancellationToken,
     ) -> Result<(), Error> {
+        // Made once: a fresh one per loop would register and deregister a waiter every time.
+        let mut go_away = std::pin::pin!(go_away.cancelled());
+        let mut hard_stop = std::pin::pin!(hard_stop.cancelled());
         loop {
             // Frames already buffered are one batch; responses of calls that finish at once
             // are written together when it ends.
@@ -358,11 +361,11 @@ impl<S: Service> Driver<S> {
                         self.in_flight.remove(&id);
                     }
                 }
-                () = go_away.cancelled(), if !self.going_away => {
+                () = &mut go_away, if !self.going_away => {
                     self.going_away = true;
                     let _ = self.outbox.send::<()>(&Header::GoAway, None);
                 }
-                () = hard_stop.cancelled() => {
+                () = &mut hard_stop => {
                     for &id in self.in_flight.keys() {
                         fail(&self.outbox, id, Code::ShuttingDown, "the server shut down before the call finished");
                     }
