@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::{Endpoint, Error};
@@ -126,10 +127,29 @@ impl Stream {
         }
     }
 
+    /// Reads what the socket has into `buf`'s spare capacity, without waiting.
+    ///
+    /// A read that leaves spare capacity has drained the socket, so the readiness tokio
+    /// recorded is cleared as well, as its own `poll_read` does. Otherwise the next
+    /// [`Stream::readable`] would return at once and cost a read that finds nothing: one
+    /// wasted syscall per wakeup on the path of every call.
     pub(crate) fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.try_read_buf(buf),
-            Stream::Unix(s) => s.try_read_buf(buf),
+        let spare = buf.capacity() - buf.len();
+        let mut read = 0;
+        let result = match self {
+            Stream::Tcp(s) => s.try_io(Interest::READABLE, || {
+                read = s.try_read_buf(buf)?;
+                drained(read, spare)
+            }),
+            Stream::Unix(s) => s.try_io(Interest::READABLE, || {
+                read = s.try_read_buf(buf)?;
+                drained(read, spare)
+            }),
+        };
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && read > 0 => Ok(read),
+            Err(e) => Err(e),
+            Ok(()) => Ok(read),
         }
     }
 
@@ -146,6 +166,12 @@ impl Stream {
             Stream::Unix(s) => s.try_write(buf),
         }
     }
+}
+
+/// `WouldBlock` (which makes `try_io` clear the readiness) when a read of `read` bytes into
+/// `spare` bytes of room shows the socket is empty.
+fn drained(read: usize, spare: usize) -> io::Result<()> {
+    if read > 0 && read < spare { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(()) }
 }
 
 /// A listening socket. A Unix socket file is removed when the listener is dropped.
