@@ -1,0 +1,267 @@
+//! Property tests of the wire decoders, through the same `rpc_core::__fuzz` entry points as the
+//! fuzz targets: every header round-trips exactly, no byte string makes a decoder panic, and a
+//! stream cut at any points decodes the same as in one piece. Also keeps the fuzz seeds in
+//! `fuzz/corpus/` equal to what the encoder makes.
+#![allow(clippy::unwrap_used)]
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use rpc_core::__fuzz::{self as fuzz, Event, Frames};
+use rpc_core::DEFAULT_MAX_FRAME;
+use rpc_core::wire::Header;
+
+/// Any header, with messages of any text (not only what `Header::failure` would send).
+fn header() -> impl Strategy<Value = Header<'static>> {
+    prop_oneof![
+        (any::<u64>(), any::<u32>(), any::<u64>())
+            .prop_map(|(id, method, budget_us)| Header::Request { id, method, budget_us }),
+        any::<u64>().prop_map(|id| Header::Response { id }),
+        (any::<u64>(), any::<u32>(), ".{0,40}").prop_map(|(id, code, message)| {
+            Header::Failure { id, code, message: Cow::Owned(message) }
+        }),
+        any::<u64>().prop_map(|id| Header::Cancel { id }),
+        Just(Header::GoAway),
+        (any::<u32>(), ".{0,40}")
+            .prop_map(|(code, message)| Header::Close { code, message: Cow::Owned(message) }),
+    ]
+}
+
+/// A header and the body bytes that follow it (any bytes: the header does not know its body).
+fn message() -> impl Strategy<Value = (Header<'static>, Vec<u8>)> {
+    (header(), proptest::collection::vec(any::<u8>(), 0..64))
+}
+
+/// Encodes `messages` after a hello into one stream, as a connection writes them.
+fn stream(messages: &[(Header<'static>, Vec<u8>)]) -> Vec<u8> {
+    let mut bytes = fuzz::encode_hello(DEFAULT_MAX_FRAME);
+    for (header, body) in messages {
+        bytes.extend(frame_of(header, body));
+    }
+    bytes
+}
+
+/// One frame: `header` then `body` as raw bytes.
+fn frame_of(header: &Header<'_>, body: &[u8]) -> Vec<u8> {
+    let mut frame = fuzz::encode::<()>(header, None, DEFAULT_MAX_FRAME).unwrap();
+    frame.extend_from_slice(body);
+    let len = u32::try_from(frame.len() - 4).unwrap();
+    frame[..4].copy_from_slice(&len.to_be_bytes());
+    frame
+}
+
+/// Every payload `frames` holds so far; `Err` once the stream is corrupt.
+fn drain(frames: &mut Frames, into: &mut Vec<Vec<u8>>) -> Result<(), String> {
+    while let Some(payload) = frames.next_payload().map_err(|e| e.to_string())? {
+        into.push(payload);
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn every_header_round_trips_exactly_through_encode_and_decode(header in header()) {
+        let frame = fuzz::encode::<()>(&header, None, DEFAULT_MAX_FRAME).unwrap();
+        let declared = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        prop_assert_eq!(declared, frame.len() - 4);
+        let (decoded, used) = fuzz::decode_header(&frame[4..]).unwrap();
+        prop_assert_eq!(used, frame.len() - 4, "the header fills its frame");
+        prop_assert_eq!(decoded, header);
+    }
+
+    #[test]
+    fn a_header_and_body_round_trip_and_the_body_starts_where_the_header_ends(
+        header in header(),
+        body in (any::<i64>(), ".{0,20}", proptest::option::of(any::<u64>())),
+    ) {
+        let frame = fuzz::encode(&header, Some(&body), DEFAULT_MAX_FRAME).unwrap();
+        let (decoded, at) = fuzz::decode_header(&frame[4..]).unwrap();
+        prop_assert_eq!(decoded, header);
+        let back: (i64, String, Option<u64>) = fuzz::decode_body(&frame[4 + at..]).unwrap();
+        prop_assert_eq!(back, body);
+    }
+
+    #[test]
+    fn every_hello_limit_round_trips_or_is_refused_below_the_minimum(max in any::<u32>()) {
+        let frame = fuzz::encode_hello(max as usize);
+        match fuzz::decode_hello(&frame[4..]) {
+            Ok(decoded) => prop_assert_eq!(decoded, max as usize),
+            Err(e) => {
+                prop_assert!((max as usize) < rpc_core::wire::MIN_MAX_FRAME, "{}", e);
+            }
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic_either_sides_decoder(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512),
+        max_frame in prop_oneof![Just(1024_usize), Just(DEFAULT_MAX_FRAME)],
+    ) {
+        let _ = fuzz::server_reads(&bytes, max_frame);
+        let _ = fuzz::client_reads(&bytes, max_frame);
+    }
+
+    /// Random bytes after a valid hello reach the header and body decoders.
+    #[test]
+    fn random_frames_after_a_valid_hello_never_panic_either_sides_decoder(
+        payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..48), 0..8),
+    ) {
+        let mut bytes = fuzz::encode_hello(DEFAULT_MAX_FRAME);
+        for payload in &payloads {
+            bytes.extend((payload.len() as u32).to_be_bytes());
+            bytes.extend(payload);
+        }
+        let (events, _) = fuzz::server_reads(&bytes, DEFAULT_MAX_FRAME);
+        prop_assert_eq!(events.first(), Some(&Event::Hello(DEFAULT_MAX_FRAME)));
+        let (events, _) = fuzz::client_reads(&bytes, DEFAULT_MAX_FRAME);
+        prop_assert_eq!(events.first(), Some(&Event::Hello(DEFAULT_MAX_FRAME)));
+    }
+
+    #[test]
+    fn a_stream_cut_at_random_points_decodes_the_same_as_whole(
+        messages in proptest::collection::vec(message(), 0..12),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let bytes = stream(&messages);
+        let mut whole = Vec::new();
+        let mut frames = Frames::new(DEFAULT_MAX_FRAME);
+        frames.push(&bytes);
+        drain(&mut frames, &mut whole).unwrap();
+        prop_assert_eq!(frames.buffered(), 0);
+        prop_assert_eq!(whole.len(), messages.len() + 1);
+
+        let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        at.push(bytes.len());
+        at.sort_unstable();
+        let (mut pieces, mut from) = (Vec::new(), 0);
+        let mut frames = Frames::new(DEFAULT_MAX_FRAME);
+        for to in at {
+            frames.push(&bytes[from..to]);
+            from = to;
+            drain(&mut frames, &mut pieces).unwrap();
+        }
+        prop_assert_eq!(&pieces, &whole);
+        prop_assert_eq!(fuzz::decode_hello(&pieces[0]).unwrap(), DEFAULT_MAX_FRAME);
+        for (payload, (header, body)) in pieces[1..].iter().zip(&messages) {
+            let (decoded, at) = fuzz::decode_header(payload).unwrap();
+            prop_assert_eq!(&decoded, header);
+            prop_assert_eq!(&payload[at..], &body[..]);
+        }
+    }
+
+    /// A corrupt stream is found corrupt however it is cut, after the same frames.
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_however_the_stream_is_cut(
+        messages in proptest::collection::vec(message(), 0..4),
+        too_long in (1025_u32..),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut bytes = stream(&messages);
+        bytes.extend(too_long.to_be_bytes());
+        let at = cut.index(bytes.len() + 1);
+        let mut frames = Frames::new(1024);
+        let mut payloads = Vec::new();
+        frames.push(&bytes[..at]);
+        let mut result = drain(&mut frames, &mut payloads);
+        if result.is_ok() {
+            frames.push(&bytes[at..]);
+            result = drain(&mut frames, &mut payloads);
+        }
+        let error = result.unwrap_err();
+        prop_assert!(error.contains(&too_long.to_string()) && error.contains("1024"), "{}", error);
+        prop_assert_eq!(payloads.len(), messages.len() + 1);
+    }
+}
+
+/// Strings and byte buffers declare their length before their bytes; bincode reserves that
+/// length before reading, so a huge one must be refused, not allocated (it used to abort the
+/// process: "memory allocation of 1099511627776 bytes failed").
+#[test]
+fn a_huge_declared_string_length_is_a_decode_error_not_an_allocation() {
+    // 0xFD: a u64 varint follows; 2^40 bytes.
+    let huge = [0xFD, 0, 0, 0, 0, 0, 1, 0, 0];
+    assert!(rpc_core::decode_args::<(String,)>(&huge).is_err());
+    assert!(fuzz::decode_body::<Vec<u8>>(&huge).is_err());
+    // In a header: a Failure's and a Close's message.
+    let failure = [&[2, 1, 1][..], &huge].concat();
+    assert!(fuzz::decode_header(&failure).is_err());
+    let close = [&[5, 1][..], &huge].concat();
+    assert!(fuzz::decode_header(&close).is_err());
+    // The largest length a payload could hold is still decoded.
+    let text = "x".repeat(DEFAULT_MAX_FRAME - 8);
+    let frame = fuzz::encode(&Header::Response { id: 1 }, Some(&text), DEFAULT_MAX_FRAME).unwrap();
+    let (_, at) = fuzz::decode_header(&frame[4..]).unwrap();
+    assert_eq!(fuzz::decode_body::<String>(&frame[4 + at..]).unwrap(), text);
+}
+
+/// The seed inputs of each fuzz target: valid streams of what its side reads.
+fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let hello = fuzz::encode_hello(DEFAULT_MAX_FRAME);
+    let msg = |header: Header<'static>, body: &[u8]| frame_of(&header, body);
+    let cat = |parts: &[Vec<u8>]| parts.concat();
+    let add = msg(Header::Request { id: 1, method: 0xDEAD_BEEF, budget_us: 30_000_000 }, &[4, 6]);
+    let echo = msg(Header::Request { id: 2, method: 1, budget_us: 1_000 }, &[2, b'h', b'i']);
+    let close = msg(Header::Close { code: 11, message: Cow::Borrowed("bye") }, &[]);
+    vec![
+        ("server_reads", "seed-hello", hello.clone()),
+        ("server_reads", "seed-request", cat(&[hello.clone(), add.clone()])),
+        (
+            "server_reads",
+            "seed-requests-cancel-close",
+            cat(&[hello.clone(), add, echo, msg(Header::Cancel { id: 2 }, &[]), close.clone()]),
+        ),
+        ("server_reads", "seed-too-long", cat(&[hello.clone(), vec![0xFF; 4]])),
+        ("client_reads", "seed-hello", hello.clone()),
+        (
+            "client_reads",
+            "seed-responses",
+            cat(&[
+                hello.clone(),
+                msg(Header::Response { id: 1 }, &[10]),
+                msg(Header::Response { id: 2 }, &[0, 2, b'h', b'i']),
+                msg(Header::Failure { id: 3, code: 1, message: Cow::Borrowed("no") }, &[]),
+            ]),
+        ),
+        (
+            "client_reads",
+            "seed-goaway-close",
+            cat(&[hello, msg(Header::Response { id: 1 }, &[10]), msg(Header::GoAway, &[]), close]),
+        ),
+        (
+            "client_reads",
+            "seed-close-instead-of-hello",
+            msg(Header::Close { code: 5, message: Cow::Borrowed("full") }, &[]),
+        ),
+    ]
+}
+
+/// Checks the committed seeds; `RPC_WRITE_FUZZ_SEEDS=1` writes them instead.
+#[test]
+fn the_fuzz_seed_corpus_holds_what_the_encoder_makes() {
+    let corpus = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let write = std::env::var_os("RPC_WRITE_FUZZ_SEEDS").is_some();
+    for (target, name, bytes) in seeds() {
+        let path = corpus.join(target).join(name);
+        if write {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{}: {e}; RPC_WRITE_FUZZ_SEEDS=1 writes it", path.display())
+        });
+        assert_eq!(
+            committed,
+            bytes,
+            "{} is stale; RPC_WRITE_FUZZ_SEEDS=1 rewrites it",
+            path.display()
+        );
+        // Each seed is a stream its side reads to the end without an error.
+        let (events, error) = match target {
+            "server_reads" => fuzz::server_reads(&bytes, DEFAULT_MAX_FRAME),
+            _ => fuzz::client_reads(&bytes, DEFAULT_MAX_FRAME),
+        };
+        assert!(!events.is_empty(), "{name}");
+        assert_eq!(error.is_some(), name == "seed-too-long", "{name}: {error:?}");
+    }
+}
