@@ -79,6 +79,8 @@ struct Shared {
     user_gone: Notify,
     /// One permit per call in flight.
     slots: Semaphore,
+    /// Wakes the deadline watchdog: its alarm moved earlier, or the connection closed.
+    alarm_moved: Notify,
 }
 
 #[derive(Debug)]
@@ -87,9 +89,12 @@ struct Calls {
     pending: HashMap<u64, Slot>,
     /// Why no new call may start, once that is so.
     refused: Option<Refusal>,
+    /// When the deadline watchdog wakes next: no later than the earliest deadline of a
+    /// waiting call (it may be earlier, for a call that has since finished).
+    alarm: Option<Instant>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
     /// The server sent GoAway.
     GoingAway,
@@ -99,7 +104,7 @@ enum Refusal {
 
 #[derive(Debug)]
 enum Slot {
-    Waiting(Option<Waker>),
+    Waiting { waker: Option<Waker>, deadline: Instant },
     Done(Result<Bytes, Error>),
 }
 
@@ -133,12 +138,19 @@ impl Client {
         let outbox = Outbox::new(stream.clone(), peer_max);
         let shared = Arc::new(Shared {
             outbox: outbox.clone(),
-            calls: Mutex::new(Calls { next_id: 1, pending: HashMap::new(), refused: None }),
+            calls: Mutex::new(Calls {
+                next_id: 1,
+                pending: HashMap::new(),
+                refused: None,
+                alarm: None,
+            }),
             endpoint,
             user_gone: Notify::new(),
             slots: Semaphore::new(config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS)),
+            alarm_moved: Notify::new(),
         });
         tokio::spawn(outbox.run_writer());
+        tokio::spawn(watchdog(shared.clone()));
         tokio::spawn(read_loop(shared.clone(), stream, reader));
         Ok(Client { handle: Arc::new(Handle { shared }), timeout: config.call_timeout })
     }
@@ -168,27 +180,37 @@ impl Client {
         R: DeserializeOwned,
     {
         let deadline = Instant::now() + self.timeout;
-        let call = self.call_raw(method, args, self.timeout);
-        let body = match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(body)) => body,
+        match self.call_raw(method, args, deadline).await {
+            Ok(body) => wire::decode_body(&body).map_err(Error::Decode),
             // The server may notice the deadline a moment before we do; it is the same event.
-            Ok(Err(Error::Remote { code: Code::DeadlineExceeded, .. })) | Err(_) => {
-                return Err(Error::DeadlineExceeded(self.timeout));
-            }
-            Ok(Err(e)) => return Err(e),
-        };
-        wire::decode_body(&body).map_err(Error::Decode)
+            Err(
+                Error::Remote { code: Code::DeadlineExceeded, .. } | Error::DeadlineExceeded(_),
+            ) => Err(Error::DeadlineExceeded(self.timeout)),
+            Err(e) => Err(e),
+        }
     }
 
     async fn call_raw<A: Serialize + ?Sized>(
         &self,
         method: u32,
         args: &A,
-        budget: Duration,
+        deadline: Instant,
     ) -> Result<Bytes, Error> {
         let shared = &self.handle.shared;
-        let _slot = shared.slots.acquire().await.map_err(|_| Error::ConnectionClosed)?;
-        let (id, concurrent) = shared.register()?;
+        // The budget sent is the time left: the whole timeout, less any wait for a slot.
+        let (_slot, budget) = match shared.slots.try_acquire() {
+            Ok(slot) => (slot, self.timeout),
+            // Only a caller that has to wait for a slot needs a timer of its own; a registered
+            // call's deadline is kept by the connection's watchdog.
+            Err(_) => {
+                let slot = tokio::time::timeout_at(deadline, shared.slots.acquire())
+                    .await
+                    .map_err(|_| Error::DeadlineExceeded(self.timeout))?
+                    .map_err(|_| Error::ConnectionClosed)?;
+                (slot, deadline.saturating_duration_since(Instant::now()))
+            }
+        };
+        let (id, concurrent) = shared.register(deadline)?;
         // From here on, dropping this future removes the call and, once sent, cancels it.
         let mut guard = CallGuard { shared, id, sent: false };
         let budget_us = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
@@ -210,7 +232,7 @@ impl Client {
         poll_fn(|cx| {
             let mut calls = shared.lock();
             match calls.pending.get_mut(&id) {
-                Some(Slot::Waiting(waker)) => {
+                Some(Slot::Waiting { waker, .. }) => {
                     if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                         *waker = Some(cx.waker().clone());
                     }
@@ -236,7 +258,8 @@ struct CallGuard<'a> {
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        let waiting = matches!(self.shared.lock().pending.remove(&self.id), Some(Slot::Waiting(_)));
+        let removed = self.shared.lock().pending.remove(&self.id);
+        let waiting = matches!(removed, Some(Slot::Waiting { .. }));
         if waiting && self.sent {
             let _ = self.shared.outbox.send::<()>(&Header::Cancel { id: self.id }, None);
         }
@@ -250,7 +273,7 @@ impl Shared {
     }
 
     /// Allocates an id for a new call; also tells whether other calls are in flight.
-    fn register(&self) -> Result<(u64, bool), Error> {
+    fn register(&self, deadline: Instant) -> Result<(u64, bool), Error> {
         let mut calls = self.lock();
         match calls.refused {
             Some(Refusal::Closed) => return Err(Error::ConnectionClosed),
@@ -264,8 +287,18 @@ impl Shared {
         }
         let id = calls.next_id;
         calls.next_id += 1;
-        calls.pending.insert(id, Slot::Waiting(None));
-        Ok((id, calls.pending.len() > 1))
+        calls.pending.insert(id, Slot::Waiting { waker: None, deadline });
+        let concurrent = calls.pending.len() > 1;
+        // Deadlines mostly grow with each call, so the watchdog is rarely woken for this.
+        let earlier = calls.alarm.is_none_or(|alarm| deadline < alarm);
+        if earlier {
+            calls.alarm = Some(deadline);
+        }
+        drop(calls);
+        if earlier {
+            self.alarm_moved.notify_one();
+        }
+        Ok((id, concurrent))
     }
 
     /// Hands a call its result. A response for an id that was never sent is a protocol
@@ -279,10 +312,12 @@ impl Shared {
             )));
         }
         let waker = match calls.pending.get_mut(&id) {
-            Some(slot @ Slot::Waiting(_)) => match std::mem::replace(slot, Slot::Done(result)) {
-                Slot::Waiting(waker) => waker,
-                Slot::Done(_) => None,
-            },
+            Some(slot @ Slot::Waiting { .. }) => {
+                match std::mem::replace(slot, Slot::Done(result)) {
+                    Slot::Waiting { waker, .. } => waker,
+                    Slot::Done(_) => None,
+                }
+            }
             Some(Slot::Done(_)) => {
                 tracing::debug!(id, "duplicate response dropped");
                 None
@@ -302,15 +337,40 @@ impl Shared {
         calls.refused = Some(Refusal::Closed);
         let mut wakers = Vec::new();
         for slot in calls.pending.values_mut() {
-            if let Slot::Waiting(waker) = slot {
+            if let Slot::Waiting { waker, .. } = slot {
                 wakers.extend(waker.take());
                 *slot = Slot::Done(Err(error()));
             }
         }
         drop(calls);
+        self.alarm_moved.notify_one();
         // Every call has ended: nothing queued is still wanted, and a server that stopped
         // reading must not keep the writer task (and the socket) alive.
         self.outbox.close(false);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Ends the waiting calls whose deadline is not after `now` with `DeadlineExceeded`,
+    /// tells the server to stop them, and sets the next alarm.
+    fn expire(&self, now: Instant) {
+        let mut calls = self.lock();
+        let (mut expired, mut wakers, mut next) = (Vec::new(), Vec::new(), None::<Instant>);
+        for (&id, slot) in calls.pending.iter_mut() {
+            let Slot::Waiting { waker, deadline } = slot else { continue };
+            if *deadline > now {
+                next = Some(next.map_or(*deadline, |next| next.min(*deadline)));
+                continue;
+            }
+            expired.push(id);
+            wakers.extend(waker.take());
+            // The caller replaces the zero with its own timeout.
+            *slot = Slot::Done(Err(Error::DeadlineExceeded(Duration::ZERO)));
+        }
+        calls.alarm = next;
+        drop(calls);
+        for id in expired {
+            let _ = self.outbox.send::<()>(&Header::Cancel { id }, None);
+        }
         wakers.into_iter().for_each(Waker::wake);
     }
 
@@ -367,6 +427,29 @@ async fn handshake(
     written?;
     let peer_max = wire::decode_hello(&first)?;
     Ok((stream, reader, peer_max))
+}
+
+/// The connection's deadline watchdog: one timer for all the calls on a connection, instead
+/// of one per call, armed for the earliest deadline. Ends when the connection closes.
+async fn watchdog(shared: Arc<Shared>) {
+    loop {
+        let alarm = {
+            let calls = shared.lock();
+            if calls.refused == Some(Refusal::Closed) {
+                return;
+            }
+            calls.alarm
+        };
+        // A move of the alarm since the look above is kept as a permit, so none is missed.
+        let moved = shared.alarm_moved.notified();
+        match alarm {
+            None => moved.await,
+            Some(at) => tokio::select! {
+                () = tokio::time::sleep_until(at) => shared.expire(Instant::now()),
+                () = moved => {}
+            },
+        }
+    }
 }
 
 /// The connection's reader task: routes responses to their calls until the connection ends,
