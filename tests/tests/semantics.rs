@@ -135,6 +135,65 @@ async fn client_returns_deadline_exceeded_at_its_own_deadline_and_the_server_dro
     assert_eq!(client.call::<_, u64>(ECHO, &(1u64,)).await.unwrap(), 1);
 }
 
+/// A server that completes the hello and then reads requests without ever answering, so a
+/// call can only end by the client's own deadline.
+async fn silent_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let hello = rpc_core::wire::Hello {
+            magic: rpc_core::wire::MAGIC,
+            version: rpc_core::wire::VERSION,
+            max_frame: 1 << 20,
+        };
+        let payload = bincode::serde::encode_to_vec(&hello, bincode::config::standard()).unwrap();
+        socket.write_all(&(payload.len() as u32).to_be_bytes()).await.unwrap();
+        socket.write_all(&payload).await.unwrap();
+        let mut sink = [0; 4096];
+        while socket.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+    });
+    endpoint
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_deadline_behind_a_long_one_fires_on_time_with_a_silent_server() {
+    // One watchdog keeps every deadline of a connection; a call with an earlier deadline than
+    // those already waiting must move its alarm forward, or it would wait 30 s.
+    let client = Client::connect(silent_server().await).await.unwrap();
+    let long = client.with_timeout(Duration::from_secs(30));
+    let long_call = tokio::spawn(async move { long.call::<_, u64>(ECHO, &(1u64,)).await });
+    tokio::task::yield_now().await;
+    let short = client.with_timeout(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let err = within("short deadline", short.call::<_, u64>(ECHO, &(2u64,))).await.unwrap_err();
+    assert!(matches!(err, Error::DeadlineExceeded(d) if d == Duration::from_millis(100)), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(100), "ended before its deadline");
+    assert!(!long_call.is_finished(), "the long call must still be waiting");
+    // Later calls on the same connection still get their deadlines.
+    let err = within("second deadline", short.call::<_, u64>(ECHO, &(3u64,))).await.unwrap_err();
+    assert!(matches!(err, Error::DeadlineExceeded(_)), "{err}");
+    long_call.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_waiting_for_a_slot_still_gets_its_deadline() {
+    let (service, mut events) = probe();
+    let server = start("tcp", ServerConfig::default(), service, |s| s).await;
+    let mut config = ClientConfig::default();
+    config.max_in_flight = 1;
+    let client = Client::connect_with(&server.endpoint, config).await.unwrap();
+    let first = client.clone();
+    let first = tokio::spawn(async move { first.call::<_, u64>(GATE, &(1u64,)).await });
+    within("first start", events.started.recv()).await.unwrap();
+    let short = client.with_timeout(Duration::from_millis(100));
+    let err = within("deadline while queued", short.call::<_, u64>(ECHO, &(2u64,))).await;
+    assert!(matches!(err, Err(Error::DeadlineExceeded(_))), "{err:?}");
+    events.release.add_permits(1);
+    assert_eq!(within("first end", first).await.unwrap().unwrap(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_budget_travels_with_the_request_and_the_handler_sees_it() {
     let (service, mut events) = probe();
