@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::poll_fn;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::conn::{self, FrameReader, Outbox};
@@ -77,8 +78,10 @@ struct Shared {
     calls: Mutex<Calls>,
     endpoint: Endpoint,
     user_gone: Notify,
-    /// One permit per call in flight.
-    slots: Semaphore,
+    /// [`ClientConfig::max_in_flight`].
+    max_in_flight: usize,
+    /// Wakes a caller queued for a slot: a call ended while the table was full.
+    slot_freed: Notify,
     /// Wakes the deadline watchdog: its alarm moved earlier, or the connection closed.
     alarm_moved: Notify,
 }
@@ -86,7 +89,9 @@ struct Shared {
 #[derive(Debug)]
 struct Calls {
     next_id: u64,
-    pending: HashMap<u64, Slot>,
+    pending: HashMap<u64, Slot, BuildHasherDefault<IdHash>>,
+    /// Callers waiting because `pending` holds `max_in_flight` calls.
+    queued: usize,
     /// Why no new call may start, once that is so.
     refused: Option<Refusal>,
     /// When the deadline watchdog wakes next: no later than the earliest deadline of a
@@ -140,13 +145,15 @@ impl Client {
             outbox: outbox.clone(),
             calls: Mutex::new(Calls {
                 next_id: 1,
-                pending: HashMap::new(),
+                pending: HashMap::default(),
+                queued: 0,
                 refused: None,
                 alarm: None,
             }),
             endpoint,
             user_gone: Notify::new(),
-            slots: Semaphore::new(config.max_in_flight.clamp(1, Semaphore::MAX_PERMITS)),
+            max_in_flight: config.max_in_flight.max(1),
+            slot_freed: Notify::new(),
             alarm_moved: Notify::new(),
         });
         tokio::spawn(outbox.run_writer());
@@ -197,22 +204,28 @@ impl Client {
         deadline: Instant,
     ) -> Result<Bytes, Error> {
         let shared = &self.handle.shared;
+        // The call is registered with this task's waker, so the first wait needs no lock.
+        let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         // The budget sent is the time left: the whole timeout, less any wait for a slot.
-        let (_slot, budget) = match shared.slots.try_acquire() {
-            Ok(slot) => (slot, self.timeout),
-            // Only a caller that has to wait for a slot needs a timer of its own; a registered
-            // call's deadline is kept by the connection's watchdog.
-            Err(_) => {
-                let slot = tokio::time::timeout_at(deadline, shared.slots.acquire())
-                    .await
-                    .map_err(|_| Error::DeadlineExceeded(self.timeout))?
-                    .map_err(|_| Error::ConnectionClosed)?;
-                (slot, deadline.saturating_duration_since(Instant::now()))
-            }
+        let mut budget = self.timeout;
+        let (id, concurrent) = loop {
+            let freed = shared.slot_freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
+            let Some(registered) = shared.register(deadline, &waker)? else {
+                // Only a caller that waits for a slot needs a timer of its own; a registered
+                // call's deadline is kept by the connection's watchdog.
+                let _queued = Queued(shared);
+                if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                    return Err(Error::DeadlineExceeded(self.timeout));
+                }
+                budget = deadline.saturating_duration_since(Instant::now());
+                continue;
+            };
+            break registered;
         };
-        let (id, concurrent) = shared.register(deadline)?;
         // From here on, dropping this future removes the call and, once sent, cancels it.
-        let mut guard = CallGuard { shared, id, sent: false };
+        let mut guard = CallGuard { shared, id, sent: false, removed: false };
         let budget_us = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
         let request = Header::Request { id, method, budget_us };
         if concurrent {
@@ -229,7 +242,12 @@ impl Client {
             shared.outbox.send(&request, Some(args))?;
             guard.sent = true;
         }
+        let mut first = true;
         poll_fn(|cx| {
+            // A result that came already woke the registered waker, so this poll is repeated.
+            if std::mem::take(&mut first) && waker.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
             let mut calls = shared.lock();
             match calls.pending.get_mut(&id) {
                 Some(Slot::Waiting { waker, .. }) => {
@@ -238,10 +256,13 @@ impl Client {
                     }
                     Poll::Pending
                 }
-                Some(Slot::Done(_)) => match calls.pending.remove(&id) {
-                    Some(Slot::Done(result)) => Poll::Ready(result),
-                    _ => Poll::Ready(Err(Error::ConnectionClosed)),
-                },
+                Some(Slot::Done(_)) => {
+                    guard.removed = true;
+                    match shared.remove(calls, id) {
+                        Some(Slot::Done(result)) => Poll::Ready(result),
+                        _ => Poll::Ready(Err(Error::ConnectionClosed)),
+                    }
+                }
                 None => Poll::Ready(Err(Error::ConnectionClosed)),
             }
         })
@@ -254,11 +275,16 @@ struct CallGuard<'a> {
     shared: &'a Shared,
     id: u64,
     sent: bool,
+    /// The call took its result and left the table already.
+    removed: bool,
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        let removed = self.shared.lock().pending.remove(&self.id);
+        if self.removed {
+            return;
+        }
+        let removed = self.shared.remove(self.shared.lock(), self.id);
         let waiting = matches!(removed, Some(Slot::Waiting { .. }));
         if waiting && self.sent {
             let _ = self.shared.outbox.send::<()>(&Header::Cancel { id: self.id }, None);
@@ -272,8 +298,21 @@ impl Shared {
         self.calls.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Allocates an id for a new call; also tells whether other calls are in flight.
-    fn register(&self, deadline: Instant) -> Result<(u64, bool), Error> {
+    /// Takes call `id` out of the table, and lets a queued caller in.
+    fn remove(&self, mut calls: MutexGuard<'_, Calls>, id: u64) -> Option<Slot> {
+        let slot = calls.pending.remove(&id);
+        let wake_queued = slot.is_some() && calls.queued > 0;
+        drop(calls);
+        if wake_queued {
+            self.slot_freed.notify_one();
+        }
+        slot
+    }
+
+    /// Allocates an id for a new call whose task `waker` waits for it; also tells whether
+    /// other calls are in flight. `Ok(None)`: no slot is free; the caller is counted as
+    /// queued and must wait for [`Shared::slot_freed`], holding a [`Queued`].
+    fn register(&self, deadline: Instant, waker: &Waker) -> Result<Option<(u64, bool)>, Error> {
         let mut calls = self.lock();
         match calls.refused {
             Some(Refusal::Closed) => return Err(Error::ConnectionClosed),
@@ -285,9 +324,13 @@ impl Shared {
             }
             None => {}
         }
+        if calls.pending.len() >= self.max_in_flight {
+            calls.queued += 1;
+            return Ok(None);
+        }
         let id = calls.next_id;
         calls.next_id += 1;
-        calls.pending.insert(id, Slot::Waiting { waker: None, deadline });
+        calls.pending.insert(id, Slot::Waiting { waker: Some(waker.clone()), deadline });
         let concurrent = calls.pending.len() > 1;
         // Deadlines mostly grow with each call, so the watchdog is rarely woken for this.
         let earlier = calls.alarm.is_none_or(|alarm| deadline < alarm);
@@ -298,7 +341,7 @@ impl Shared {
         if earlier {
             self.alarm_moved.notify_one();
         }
-        Ok((id, concurrent))
+        Ok(Some((id, concurrent)))
     }
 
     /// Hands a call its result. A response for an id that was never sent is a protocol
@@ -344,6 +387,8 @@ impl Shared {
         }
         drop(calls);
         self.alarm_moved.notify_one();
+        // Queued callers look again and find the connection closed.
+        self.slot_freed.notify_waiters();
         // Every call has ended: nothing queued is still wanted, and a server that stopped
         // reading must not keep the writer task (and the socket) alive.
         self.outbox.close(false);
@@ -427,6 +472,36 @@ async fn handshake(
     written?;
     let peer_max = wire::decode_hello(&first)?;
     Ok((stream, reader, peer_max))
+}
+
+/// A caller counted in [`Calls::queued`] while it waits for a slot.
+struct Queued<'a>(&'a Shared);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.lock().queued -= 1;
+    }
+}
+
+/// Hashes request ids, which count up from 1: a multiply spreads them over the table without
+/// SipHash's cost; ids come from us, not from the peer, so there is nothing to defend.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHash(u64);
+
+impl Hasher for IdHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// The connection's deadline watchdog: one timer for all the calls on a connection, instead
