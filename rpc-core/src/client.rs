@@ -209,13 +209,13 @@ impl Client {
         // The budget sent is the time left: the whole timeout, less any wait for a slot.
         let mut budget = self.timeout;
         let (id, concurrent) = loop {
-            let freed = shared.slot_freed.notified();
-            let mut freed = std::pin::pin!(freed);
-            freed.as_mut().enable();
             let Some(registered) = shared.register(deadline, &waker)? else {
-                // Only a caller that waits for a slot needs a timer of its own; a registered
-                // call's deadline is kept by the connection's watchdog.
+                // Counted as queued since `register`, so a slot freed from now on leaves a
+                // permit in `slot_freed` even before this waits on it. Only a caller that
+                // waits for a slot needs a timer of its own; a registered call's deadline is
+                // kept by the connection's watchdog.
                 let _queued = Queued(shared);
+                let freed = shared.slot_freed.notified();
                 if tokio::time::timeout_at(deadline, freed).await.is_err() {
                     return Err(Error::DeadlineExceeded(self.timeout));
                 }
