@@ -1,0 +1,98 @@
+//! What the server tells `tracing`: a span per request naming service, method, id and peer;
+//! connection events with the peer; handler panics with the method.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use rpc_core::{Client, Code, DispatchError, HandlerFuture, Responder, Server, Service};
+
+/// Method 1 logs an event from inside its handler and answers; method 2 panics.
+struct Chatty;
+
+impl Service for Chatty {
+    fn name(&self) -> &'static str {
+        "Chatty"
+    }
+
+    fn method_name(&self, method: u32) -> Option<&'static str> {
+        match method {
+            1 => Some("talk"),
+            2 => Some("explode"),
+            _ => None,
+        }
+    }
+
+    fn call(
+        &self,
+        method: u32,
+        body: &[u8],
+        reply: Responder,
+    ) -> Result<HandlerFuture, DispatchError> {
+        let (n,): (u64,) = rpc_core::decode_args(body)?;
+        match method {
+            1 => Ok(Box::pin(async move {
+                tracing::info!(n, "inside the handler");
+                reply.send(&n)
+            })),
+            2 => Ok(Box::pin(async move {
+                if n > 0 {
+                    panic!("boom {n}");
+                }
+                reply.send(&n)
+            })),
+            _ => Err(DispatchError::UnknownMethod),
+        }
+    }
+}
+
+/// Collects what the subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn requests_run_in_a_span_naming_service_method_id_and_peer_and_panics_name_the_method() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // A current-thread runtime keeps every task on this thread, under this subscriber.
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
+            let endpoint = server.local_endpoint().clone();
+            tokio::spawn(server.serve(Chatty));
+            let client = Client::connect(&endpoint).await.unwrap();
+            assert_eq!(client.call::<_, u64>(1, &(7u64,)).await.unwrap(), 7);
+            let err = client.call::<_, u64>(2, &(1u64,)).await.unwrap_err();
+            assert_eq!(err.code(), Some(Code::HandlerPanicked));
+            assert!(err.to_string().contains("Chatty.explode"), "{err}");
+        });
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let inside = log.lines().find(|l| l.contains("inside the handler")).expect(&log);
+    for field in ["call{", "service=\"Chatty\"", "method=\"talk\"", "id=1", "peer=127.0.0.1:"] {
+        assert!(inside.contains(field), "{field} missing from {inside:?}");
+    }
+    let open = log.lines().find(|l| l.contains("connection open")).expect(&log);
+    assert!(open.contains("peer=127.0.0.1:"), "{open}");
+    let panic = log.lines().find(|l| l.contains("handler panicked")).expect(&log);
+    for field in ["method=\"explode\"", "boom 1"] {
+        assert!(panic.contains(field), "{field} missing from {panic:?}");
+    }
+}
