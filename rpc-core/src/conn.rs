@@ -2,10 +2,12 @@
 //! [`FrameReader`] for reading.
 //!
 //! Writing is done by whoever has a frame to send, on its own task: it encodes into the shared
-//! buffer and writes with a non-blocking `try_write` while holding the buffer's lock. Only when
-//! the socket pushes back does the connection's writer task take over and wait for it to drain.
-//! So a call normally costs no task hop to get onto the wire, and frames that queue up while
-//! the socket is busy leave together in one write.
+//! buffer under a short lock and, if nobody is writing, becomes the writer: it takes the bytes
+//! out of the lock and writes them with a non-blocking `try_write`, then writes whatever others
+//! queued meanwhile. Only when the socket pushes back does the connection's writer task take
+//! over and wait for it to drain. So a call normally costs no task hop to get onto the wire,
+//! nobody waits on the lock during a syscall, and frames that queue up while one write is under
+//! way leave together in the next.
 
 use std::io;
 use std::pin::Pin;
@@ -41,17 +43,39 @@ pub(crate) struct Outbox {
 
 #[derive(Debug)]
 struct OutState {
+    /// Where frames are appended.
     buf: BytesMut,
-    /// The writer task owns the socket until it has drained `buf`.
-    backlogged: bool,
+    /// Bytes being written: taken out of the lock by the writer while its syscall runs, so
+    /// senders only ever wait for an append, never for a `write`.
+    out: BytesMut,
+    writer: Writer,
     /// Frames are collected, not written, while the reader handles a batch of requests.
     corked: bool,
     /// A sender has promised to write the buffer soon (see [`Outbox::send_deferred`]).
     flush_owed: bool,
     /// No more frames are accepted; the writer task drains what is left and stops.
     closed: bool,
+    /// Writing failed or was abandoned: everything queued is dropped.
+    failed: bool,
     /// The largest frame payload the peer accepts.
     peer_max: usize,
+}
+
+/// Who writes to the socket; whoever it is also writes what others queue meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    Nobody,
+    /// A sender, on its own task, with non-blocking writes.
+    Sender,
+    /// The writer task, because the socket pushed back.
+    Task,
+}
+
+/// How far a writer got.
+enum Progress {
+    Drained,
+    Blocked,
+    Failed,
 }
 
 impl Outbox {
@@ -60,10 +84,12 @@ impl Outbox {
             stream,
             state: Mutex::new(OutState {
                 buf: BytesMut::new(),
-                backlogged: false,
+                out: BytesMut::new(),
+                writer: Writer::Nobody,
                 corked: false,
                 flush_owed: false,
                 closed: false,
+                failed: false,
                 peer_max,
             }),
             wake_writer: Notify::new(),
@@ -91,7 +117,7 @@ impl Outbox {
         let limit = st.peer_max;
         wire::encode(&mut st.buf, header, body, limit)?;
         if !st.corked || st.buf.len() >= CORK_LIMIT {
-            self.write_locked(&mut st);
+            self.write_out(st);
         }
         Ok(())
     }
@@ -111,7 +137,7 @@ impl Outbox {
         }
         let limit = st.peer_max;
         wire::encode(&mut st.buf, header, body, limit)?;
-        if st.flush_owed || st.backlogged || st.corked {
+        if st.flush_owed || st.writer != Writer::Nobody || st.corked {
             // Someone else writes it.
             return Ok(None);
         }
@@ -128,24 +154,24 @@ impl Outbox {
     pub(crate) fn uncork(&self) {
         let mut st = self.lock();
         st.corked = false;
-        self.write_locked(&mut st);
+        self.write_out(st);
     }
 
     /// Whether more than [`HIGH_WATER`] bytes wait for the socket, without waiting for that
     /// to change; see [`Outbox::flooded`].
     pub(crate) fn over_high_water(&self) -> bool {
-        self.lock().buf.len() > HIGH_WATER
+        self.lock().queued() > HIGH_WATER
     }
 
     /// Whether more than [`HIGH_WATER`] bytes wait for the socket. `wake` (made from
     /// [`Outbox::drained`] before the call) completes once the writer task has made progress.
     pub(crate) fn flooded(&self, wake: Pin<&mut Notified<'_>>) -> bool {
-        if self.lock().buf.len() <= HIGH_WATER {
+        if self.lock().queued() <= HIGH_WATER {
             return false;
         }
         // Register first, then look again, so a drain in between is not missed.
         wake.enable();
-        self.lock().buf.len() > HIGH_WATER
+        self.lock().queued() > HIGH_WATER
     }
 
     /// A future for [`Outbox::flooded`].
@@ -166,27 +192,71 @@ impl Outbox {
         }
     }
 
-    /// Writes as much as the socket takes now; hands the rest to the writer task.
-    fn write_locked(&self, st: &mut OutState) {
-        if st.backlogged {
+    /// Writes what is queued, if nobody else is writing; hands what the socket does not take
+    /// now to the writer task.
+    fn write_out(&self, mut st: MutexGuard<'_, OutState>) {
+        if st.writer != Writer::Nobody || st.failed {
+            // The writer at work takes these bytes too before it stops.
             return;
         }
-        match self.try_drain(st) {
-            Ok(true) => {}
-            Ok(false) => {
-                st.backlogged = true;
+        st.writer = Writer::Sender;
+        let (mut st, progress) = self.drain(st);
+        st.writer = match progress {
+            Progress::Blocked => {
                 self.wake_writer.notify_one();
+                Writer::Task
             }
-            Err(_) => self.fail(st),
+            Progress::Drained | Progress::Failed => Writer::Nobody,
+        };
+        if st.closed {
+            // The writer task may be waiting for us to finish before it stops.
+            self.wake_writer.notify_one();
         }
     }
 
-    /// `Ok(true)` when the buffer is empty, `Ok(false)` when the socket would block.
-    fn try_drain(&self, st: &mut OutState) -> io::Result<bool> {
-        while !st.buf.is_empty() {
-            match self.stream.try_write(&st.buf) {
+    /// Writes `out`, then what was queued meanwhile, until both are empty or the socket
+    /// pushes back; the lock is released for every syscall. Only the writer calls it.
+    fn drain<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, OutState>,
+    ) -> (MutexGuard<'a, OutState>, Progress) {
+        loop {
+            if st.failed {
+                return (st, Progress::Failed);
+            }
+            if st.out.is_empty() {
+                if st.buf.is_empty() {
+                    return (st, Progress::Drained);
+                }
+                let st = &mut *st;
+                std::mem::swap(&mut st.out, &mut st.buf);
+            }
+            let mut out = std::mem::take(&mut st.out);
+            drop(st);
+            let written = self.write_some(&mut out);
+            st = self.lock();
+            if st.failed {
+                // Closed meanwhile: what was being written is dropped with the rest.
+                return (st, Progress::Failed);
+            }
+            st.out = out;
+            match written {
+                Ok(true) => {}
+                Ok(false) => return (st, Progress::Blocked),
+                Err(_) => {
+                    self.fail(&mut st);
+                    return (st, Progress::Failed);
+                }
+            }
+        }
+    }
+
+    /// Writes `out` until it is empty (`Ok(true)`) or the socket would block (`Ok(false)`).
+    fn write_some(&self, out: &mut BytesMut) -> io::Result<bool> {
+        while !out.is_empty() {
+            match self.stream.try_write(out) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => st.buf.advance(n),
+                Ok(n) => out.advance(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -199,22 +269,25 @@ impl Outbox {
     /// same error and ends the calls), or nobody needs the rest.
     fn fail(&self, st: &mut OutState) {
         st.closed = true;
+        st.failed = true;
         st.buf = BytesMut::new();
+        st.out = BytesMut::new();
         self.wake_writer.notify_one();
     }
 
-    /// The connection's writer task: drains the buffer whenever the socket pushed back, and
+    /// The connection's writer task: drains the queue whenever the socket pushed back, and
     /// returns once the outbox is closed and everything queued is written (or writing failed).
     pub(crate) async fn run_writer(self: Arc<Self>) {
         loop {
-            let (closed, pending) = {
+            let mine = {
                 let st = self.lock();
-                (st.closed, st.backlogged || (st.closed && !st.buf.is_empty()))
-            };
-            if !pending {
-                if closed {
+                let leftover = st.closed && st.writer == Writer::Nobody && st.queued() > 0;
+                if st.failed || st.closed && st.writer == Writer::Nobody && !leftover {
                     return;
                 }
+                st.writer == Writer::Task || leftover
+            };
+            if !mine {
                 // A notify sent since the check above is kept as a permit, so none is lost.
                 self.wake_writer.notified().await;
                 continue;
@@ -224,16 +297,26 @@ impl Outbox {
                 return;
             }
             let mut st = self.lock();
-            match self.try_drain(&mut st) {
-                Ok(drained) => st.backlogged = !drained,
-                Err(_) => {
-                    self.fail(&mut st);
-                    return;
-                }
+            if st.writer == Writer::Sender {
+                continue;
+            }
+            st.writer = Writer::Task;
+            let (mut st, progress) = self.drain(st);
+            match progress {
+                Progress::Drained => st.writer = Writer::Nobody,
+                Progress::Blocked => {}
+                Progress::Failed => return,
             }
             drop(st);
             self.drained.notify_waiters();
         }
+    }
+}
+
+impl OutState {
+    /// Bytes waiting for the socket (not counting a chunk a sender is writing right now).
+    fn queued(&self) -> usize {
+        self.buf.len() + self.out.len()
     }
 }
 
@@ -246,7 +329,7 @@ impl Drop for Flush<'_> {
         let mut st = self.0.lock();
         st.flush_owed = false;
         if !st.corked {
-            self.0.write_locked(&mut st);
+            self.0.write_out(st);
         }
     }
 }
