@@ -13,7 +13,8 @@
 //! - `wire`: the messages inside frames; mirrors WIRE.md.
 //! - `conn`: the shared write buffer and frame reader of a connection.
 //! - `client`: [`Client`]: request ids, pending calls, the reader task.
-//! - `server`: [`Server`]: accept loop, per-connection driver, dispatch, shutdown.
+//! - `server`: [`Server`]: configuration, accept loop, graceful shutdown.
+//! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
 //! - `context`: [`Context`], what a handler knows about its call.
 //! - `service`: [`Service`], the contract generated code implements.
 //! - `error`: [`Error`] and the wire error [`Code`]s.
@@ -23,6 +24,7 @@ mod client;
 mod codec;
 mod conn;
 mod context;
+mod driver;
 mod endpoint;
 mod error;
 mod frame;
