@@ -187,8 +187,11 @@ pub(crate) struct Listener {
 #[derive(Debug)]
 enum ListenSocket {
     Tcp(TcpListener),
-    /// The socket file, removed on drop; `None` for abstract sockets.
-    Unix(UnixListener, #[allow(dead_code)] Option<SocketFile>),
+    Unix {
+        listener: UnixListener,
+        /// Held only to remove the socket file on drop; `None` for abstract sockets.
+        _file: Option<SocketFile>,
+    },
 }
 
 impl Listener {
@@ -215,7 +218,7 @@ impl Listener {
                     std::fs::set_permissions(path, mode).map_err(bind_err)?;
                 }
                 Ok(Listener {
-                    socket: ListenSocket::Unix(listener, Some(file)),
+                    socket: ListenSocket::Unix { listener, _file: Some(file) },
                     local: endpoint.clone(),
                     keepalive,
                 })
@@ -227,7 +230,7 @@ impl Listener {
                     UnixListener::from_std(std)
                 };
                 let listener = bind().map_err(bind_err)?;
-                let socket = ListenSocket::Unix(listener, None);
+                let socket = ListenSocket::Unix { listener, _file: None };
                 Ok(Listener { socket, local: endpoint.clone(), keepalive })
             }
         }
@@ -245,7 +248,7 @@ impl Listener {
                 configure_tcp(&stream, self.keepalive)?;
                 Ok(Stream::Tcp(stream))
             }
-            ListenSocket::Unix(l, _) => Ok(Stream::Unix(l.accept().await?.0)),
+            ListenSocket::Unix { listener, .. } => Ok(Stream::Unix(listener.accept().await?.0)),
         }
     }
 }
