@@ -286,18 +286,6 @@ async fn hundreds_of_silent_peers_are_dropped_at_the_handshake_timeout_and_delay
     }
 }
 
-/// Bytes no peer of ours would send, the same every run (xorshift64).
-fn garbage(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Expects a Failure for `id` with `code` as the next frame.
 async fn expect_failure(socket: &mut Raw, id: u64, code: u32) {

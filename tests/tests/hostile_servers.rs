@@ -97,18 +97,6 @@ async fn all_fail(
     assert!(matches!(err, Error::ConnectionClosed), "{err:?}");
 }
 
-/// Bytes no server of ours would send, the same every run (xorshift64).
-fn garbage(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn random_bytes_after_the_hello_end_every_pending_call_with_an_error() {

@@ -307,3 +307,16 @@ pub fn decode_value<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
     assert_eq!(used, bytes.len(), "trailing bytes after the value");
     value
 }
+
+/// Bytes no peer of ours would send, the same every run (xorshift64).
+pub fn garbage(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
