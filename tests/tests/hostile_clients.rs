@@ -286,7 +286,6 @@ async fn hundreds_of_silent_peers_are_dropped_at_the_handshake_timeout_and_delay
     }
 }
 
-
 /// Expects a Failure for `id` with `code` as the next frame.
 async fn expect_failure(socket: &mut Raw, id: u64, code: u32) {
     match decode(&expect_frame(socket).await) {

@@ -97,7 +97,6 @@ async fn all_fail(
     assert!(matches!(err, Error::ConnectionClosed), "{err:?}");
 }
 
-
 #[tokio::test]
 async fn random_bytes_after_the_hello_end_every_pending_call_with_an_error() {
     for unix in [false, true] {
