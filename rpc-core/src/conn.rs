@@ -18,10 +18,10 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
-use crate::Error;
 use crate::frame::FrameDecoder;
 use crate::net::Stream;
 use crate::wire::{self, Header};
+use crate::{Code, Error};
 
 /// Bytes the write buffer may hold while corked before it is written anyway.
 const CORK_LIMIT: usize = 64 * 1024;
@@ -110,16 +110,16 @@ impl Outbox {
         header: &Header<'_>,
         body: Option<&B>,
     ) -> Result<(), Error> {
-        let mut st = self.lock();
-        if st.closed {
-            return Err(Error::ConnectionClosed);
-        }
-        let limit = st.peer_max;
-        wire::encode(&mut st.buf, header, body, limit)?;
+        let st = self.append(header, body)?;
         if !st.corked || st.buf.len() >= CORK_LIMIT {
             self.write_out(st);
         }
         Ok(())
+    }
+
+    /// Answers call `id` with a framework error. Nothing to do if the connection is gone.
+    pub(crate) fn fail_call(&self, id: u64, code: Code, message: &str) {
+        let _ = self.send::<()>(&Header::failure(id, code, message), None);
     }
 
     /// Encodes one frame without writing it, so frames from callers that run one after the
@@ -131,18 +131,29 @@ impl Outbox {
         header: &Header<'_>,
         body: Option<&B>,
     ) -> Result<Option<Flush<'_>>, Error> {
-        let mut st = self.lock();
-        if st.closed {
-            return Err(Error::ConnectionClosed);
-        }
-        let limit = st.peer_max;
-        wire::encode(&mut st.buf, header, body, limit)?;
+        let mut st = self.append(header, body)?;
         if st.flush_owed || st.writer != Writer::Nobody || st.corked {
             // Someone else writes it.
             return Ok(None);
         }
         st.flush_owed = true;
         Ok(Some(Flush(self)))
+    }
+
+    /// Encodes one frame at the end of the queue; returns the lock for the caller to decide
+    /// about writing.
+    fn append<B: Serialize + ?Sized>(
+        &self,
+        header: &Header<'_>,
+        body: Option<&B>,
+    ) -> Result<MutexGuard<'_, OutState>, Error> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Error::ConnectionClosed);
+        }
+        let limit = st.peer_max;
+        wire::encode(&mut st.buf, header, body, limit)?;
+        Ok(st)
     }
 
     /// Holds frames back until [`Outbox::uncork`], so a batch of responses leaves in one write.

@@ -192,7 +192,7 @@ impl<S: Service> Driver<S> {
                 }
                 () = &mut hard_stop => {
                     for &id in self.in_flight.keys() {
-                        fail(&self.outbox, id, Code::ShuttingDown, "the server shut down before the call finished");
+                        self.outbox.fail_call(id, Code::ShuttingDown, "the server shut down before the call finished");
                     }
                     return Ok(());
                 }
@@ -234,16 +234,15 @@ impl<S: Service> Driver<S> {
     /// Starts one call: decode, run it inline until it first waits, then on its own task.
     fn start(&mut self, id: u64, method: u32, budget_us: u64, body: Bytes) {
         if self.going_away {
-            return fail(&self.outbox, id, Code::ShuttingDown, "the server is shutting down");
+            return self.outbox.fail_call(id, Code::ShuttingDown, "the server is shutting down");
         }
         if self.in_flight.contains_key(&id) {
             let message = format!("request id {id} is already in flight on this connection");
-            return fail(&self.outbox, id, Code::BadRequest, &message);
+            return self.outbox.fail_call(id, Code::BadRequest, &message);
         }
         let budget = Duration::from_micros(budget_us);
         if budget.is_zero() {
-            return fail(
-                &self.outbox,
+            return self.outbox.fail_call(
                 id,
                 Code::DeadlineExceeded,
                 "the call arrived with no time left",
@@ -259,11 +258,11 @@ impl<S: Service> Driver<S> {
             Ok(future) => future,
             Err(DispatchError::UnknownMethod) => {
                 let message = format!("{service} has no method with id {method:#010x}");
-                return fail(&self.outbox, id, Code::UnknownMethod, &message);
+                return self.outbox.fail_call(id, Code::UnknownMethod, &message);
             }
             Err(DispatchError::BadRequest(why)) => {
                 let message = format!("bad arguments for {service}.{name}: {why}");
-                return fail(&self.outbox, id, Code::BadRequest, &message);
+                return self.outbox.fail_call(id, Code::BadRequest, &message);
             }
         };
         let mut call = CatchUnwind(future);
@@ -284,7 +283,7 @@ impl<S: Service> Driver<S> {
                     let message = format!(
                         "{service}.{name} did not finish within its deadline of {budget:?}"
                     );
-                    fail(&outbox, id, Code::DeadlineExceeded, &message);
+                    outbox.fail_call(id, Code::DeadlineExceeded, &message);
                 }
             }
             id
@@ -297,15 +296,10 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-/// Sends a framework error for call `id`.
-fn fail(outbox: &Outbox, id: u64, code: Code, message: &str) {
-    let _ = outbox.send::<()>(&Header::failure(id, code, message), None);
-}
-
 fn panicked(outbox: &Outbox, id: u64, service: &str, method: &str, panic: &str) {
     tracing::error!(service, method, id, panic, "handler panicked");
     let message = format!("handler {service}.{method} panicked: {panic}");
-    fail(outbox, id, Code::HandlerPanicked, &message);
+    outbox.fail_call(id, Code::HandlerPanicked, &message);
 }
 
 /// Turns a panic inside a handler into an error carrying the panic message.

@@ -103,12 +103,7 @@ impl Responder {
             Err(e) => (Code::BadRequest, format!("could not encode the response: {e}")),
         };
         tracing::warn!(id = self.id, error = %failure.1, "response not sent");
-        self.fail(failure.0, &failure.1);
-    }
-
-    /// Answers the call with a framework error.
-    fn fail(&self, code: Code, message: &str) {
-        let _ = self.outbox.send::<()>(&Header::failure(self.id, code, message), None);
+        self.outbox.fail_call(self.id, failure.0, &failure.1);
     }
 }
 
