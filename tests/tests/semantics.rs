@@ -84,6 +84,12 @@ const GATE: u32 = 3;
 /// An upper bound for things that should happen promptly; only reached if the code is broken.
 const PROMPTLY: Duration = Duration::from_secs(10);
 
+/// True if nothing arrives on `rx` within 200 ms: long against the microseconds a broken
+/// limit would take to let a call through, short enough to keep the suite fast.
+async fn not_within<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> bool {
+    tokio::time::timeout(Duration::from_millis(200), rx.recv()).await.is_err()
+}
+
 async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(PROMPTLY, fut).await.unwrap_or_else(|_| panic!("{what} did not happen"))
 }
@@ -426,11 +432,9 @@ async fn server_stops_reading_past_max_in_flight_and_resumes_when_a_call_ends() 
         .collect();
     within("first start", events.started.recv()).await.unwrap();
     within("second start", events.started.recv()).await.unwrap();
-    // The third request waits unread while two run. Give it a fair chance to (wrongly) start.
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-    assert!(events.started.try_recv().is_err(), "a third call started past the limit");
+    // The third request waits unread while two run. A broken limit starts it within
+    // microseconds; give it a generous 200 ms to (wrongly) start.
+    assert!(not_within(&mut events.started).await, "a third call started past the limit");
     events.release.add_permits(1);
     within("third start", events.started.recv()).await.unwrap();
     events.release.add_permits(2);
@@ -453,10 +457,7 @@ async fn client_callers_past_max_in_flight_wait_instead_of_failing() {
         })
         .collect();
     within("first start", events.started.recv()).await.unwrap();
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-    assert!(events.started.try_recv().is_err(), "the second call was sent past the limit");
+    assert!(not_within(&mut events.started).await, "the second call was sent past the limit");
     events.release.add_permits(1);
     within("second start", events.started.recv()).await.unwrap();
     events.release.add_permits(1);
