@@ -458,7 +458,7 @@ async fn handshake(
     wire::encode_hello(&mut hello, max_frame);
     // A server that refuses us may close before our hello is written; its Close frame can
     // still be waiting to be read, and says more than the write error.
-    let written = conn::write_all(&stream, &hello).await;
+    let written = conn::write_all(&stream, hello).await;
     let mut reader = FrameReader::new(max_frame);
     let first = match reader.next(&stream).await {
         Ok(Some(first)) => first,

@@ -244,7 +244,7 @@ impl Outbox {
             }
             let mut out = std::mem::take(&mut st.out);
             drop(st);
-            let written = self.write_some(&mut out);
+            let written = write_some(&self.stream, &mut out);
             st = self.lock();
             if st.failed {
                 // Closed meanwhile: what was being written is dropped with the rest.
@@ -260,20 +260,6 @@ impl Outbox {
                 }
             }
         }
-    }
-
-    /// Writes `out` until it is empty (`Ok(true)`) or the socket would block (`Ok(false)`).
-    fn write_some(&self, out: &mut BytesMut) -> io::Result<bool> {
-        while !out.is_empty() {
-            match self.stream.try_write(out) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => out.advance(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(true)
     }
 
     /// Drops what is queued and stops accepting frames: a write failed (the reader sees the
@@ -401,18 +387,25 @@ impl FrameReader {
     }
 }
 
-/// Writes a whole buffer, waiting for the socket as needed; used only for the hello, before
-/// the connection's writer task exists.
-pub(crate) async fn write_all(stream: &Stream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(buf) {
+/// Writes `out` until it is empty (`Ok(true)`) or the socket would block (`Ok(false)`).
+fn write_some(stream: &Stream, out: &mut BytesMut) -> io::Result<bool> {
+    while !out.is_empty() {
+        match stream.try_write(out) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Ok(n) => out.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
+    }
+    Ok(true)
+}
+
+/// Writes all of `buf`, waiting for the socket as needed; used only before or instead of a
+/// connection's writer task (the hellos, a refusing Close).
+pub(crate) async fn write_all(stream: &Stream, mut buf: BytesMut) -> io::Result<()> {
+    while !write_some(stream, &mut buf)? {
+        stream.writable().await?;
     }
     Ok(())
 }

@@ -36,7 +36,7 @@ async fn send_close(stream: &Stream, code: Code, message: &str) {
     let mut buf = BytesMut::new();
     let _ = wire::encode::<()>(&mut buf, &Header::close(code, message), None, usize::MAX);
     let linger = async {
-        conn::write_all(stream, &buf).await?;
+        conn::write_all(stream, buf).await?;
         let mut sink = BytesMut::with_capacity(1024);
         loop {
             stream.readable().await?;
@@ -73,7 +73,7 @@ pub(crate) async fn serve_conn<S: Service>(
     let handshake = async {
         let mut hello = BytesMut::new();
         wire::encode_hello(&mut hello, config.max_frame);
-        conn::write_all(&stream, &hello).await?;
+        conn::write_all(&stream, hello).await?;
         let first = reader.next(&stream).await?.ok_or(Error::ConnectionClosed)?;
         wire::decode_hello(&first)
     };
