@@ -10,36 +10,33 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
-use crate::frame::FrameDecoder;
+use crate::conn::FrameReader;
 use crate::wire::{self, Header};
 
 /// Cuts a byte stream into frame payloads, as a connection's reader does.
 #[derive(Debug)]
-pub struct Frames {
-    buf: BytesMut,
-    decoder: FrameDecoder,
-}
+pub struct Frames(FrameReader);
 
 impl Frames {
     /// A reader that refuses payloads over `max_frame` bytes.
     pub fn new(max_frame: usize) -> Frames {
-        Frames { buf: BytesMut::new(), decoder: FrameDecoder::new(max_frame) }
+        Frames(FrameReader::new(max_frame))
     }
 
     /// Appends bytes read from the socket.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        self.0.push(bytes);
     }
 
     /// The next complete payload; `Ok(None)` until more bytes arrive, `Err` when the stream is
     /// corrupt and the connection would close.
     pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.decoder.decode(&mut self.buf)?.map(|payload| payload.to_vec()))
+        self.0.with_next(<[u8]>::to_vec)
     }
 
     /// Bytes held until the rest of their frame arrives.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.0.buffered()
     }
 }
 

@@ -536,7 +536,7 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
         let handled = loop {
             match reader.next_buffered() {
                 Ok(Some(frame)) => {
-                    if let Err(e) = shared.on_frame(frame.freeze()) {
+                    if let Err(e) = shared.on_frame(frame) {
                         break Err(e);
                     }
                 }

@@ -11,14 +11,15 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
-use crate::frame::FrameDecoder;
+use crate::frame;
 use crate::net::Stream;
 use crate::wire::{self, Header};
 use crate::{Code, Error};
@@ -39,6 +40,8 @@ pub(crate) struct Outbox {
     wake_writer: Notify,
     /// Wakes those waiting for the queue to shrink; see [`Outbox::flooded`].
     drained: Notify,
+    /// [`OutState::queued`] as of the last change, readable without the lock.
+    queued: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -94,6 +97,7 @@ impl Outbox {
             }),
             wake_writer: Notify::new(),
             drained: Notify::new(),
+            queued: AtomicUsize::new(0),
         })
     }
 
@@ -153,6 +157,7 @@ impl Outbox {
         }
         let limit = st.peer_max;
         wire::encode(&mut st.buf, header, body, limit)?;
+        self.queued.store(st.queued(), Ordering::Relaxed);
         Ok(st)
     }
 
@@ -171,7 +176,7 @@ impl Outbox {
     /// Whether more than [`HIGH_WATER`] bytes wait for the socket, without waiting for that
     /// to change; see [`Outbox::flooded`].
     pub(crate) fn over_high_water(&self) -> bool {
-        self.lock().queued() > HIGH_WATER
+        self.queued.load(Ordering::Relaxed) > HIGH_WATER
     }
 
     /// Whether more than [`HIGH_WATER`] bytes wait for the socket. `wake` (made from
@@ -251,6 +256,7 @@ impl Outbox {
                 return (st, Progress::Failed);
             }
             st.out = out;
+            self.queued.store(st.queued(), Ordering::Relaxed);
             match written {
                 Ok(true) => {}
                 Ok(false) => return (st, Progress::Blocked),
@@ -269,6 +275,7 @@ impl Outbox {
         st.failed = true;
         st.buf = BytesMut::new();
         st.out = BytesMut::new();
+        self.queued.store(0, Ordering::Relaxed);
         self.wake_writer.notify_one();
     }
 
@@ -338,17 +345,43 @@ const READ_CHUNK: usize = 8 * 1024;
 #[derive(Debug)]
 pub(crate) struct FrameReader {
     buf: BytesMut,
-    decoder: FrameDecoder,
+    max_frame: usize,
 }
 
 impl FrameReader {
     pub(crate) fn new(max_frame: usize) -> FrameReader {
-        FrameReader { buf: BytesMut::new(), decoder: FrameDecoder::new(max_frame) }
+        FrameReader { buf: BytesMut::new(), max_frame }
     }
 
-    /// A complete frame already in the buffer, if any; never waits.
-    pub(crate) fn next_buffered(&mut self) -> Result<Option<BytesMut>, Error> {
-        self.decoder.decode(&mut self.buf)
+    /// Hands the next complete payload in the buffer to `handle`, where it lies, and then
+    /// drops it from the buffer; `Ok(None)` when no complete frame is buffered. Never waits.
+    pub(crate) fn with_next<R>(
+        &mut self,
+        handle: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, Error> {
+        let Some(size) = frame::complete(&self.buf, self.max_frame)? else { return Ok(None) };
+        let payload = &self.buf[frame::HEAD_LEN..frame::HEAD_LEN + size];
+        let handled = handle(payload);
+        self.buf.advance(frame::HEAD_LEN + size);
+        Ok(Some(handled))
+    }
+
+    /// The next complete payload, taken out of the buffer so it can outlive it; `Ok(None)`
+    /// when no complete frame is buffered. Never waits.
+    pub(crate) fn next_buffered(&mut self) -> Result<Option<Bytes>, Error> {
+        let Some(size) = frame::complete(&self.buf, self.max_frame)? else { return Ok(None) };
+        self.buf.advance(frame::HEAD_LEN);
+        Ok(Some(self.buf.split_to(size).freeze()))
+    }
+
+    /// Appends bytes as if read from the socket (for the fuzz targets).
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held until the rest of their frame arrives.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
     }
 
     /// Reads what the socket has after [`Stream::readable`] fired. `Ok(false)` is a clean end
@@ -374,7 +407,7 @@ impl FrameReader {
     }
 
     /// Waits for the next frame. `Ok(None)` is a clean end of stream.
-    pub(crate) async fn next(&mut self, stream: &Stream) -> Result<Option<BytesMut>, Error> {
+    pub(crate) async fn next(&mut self, stream: &Stream) -> Result<Option<Bytes>, Error> {
         loop {
             if let Some(frame) = self.next_buffered()? {
                 return Ok(Some(frame));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -202,41 +202,52 @@ impl<S: Service> Driver<S> {
 
     /// Handles the complete frames in the read buffer; `Ok(true)` when the peer closed.
     fn handle_buffered(&mut self, reader: &mut FrameReader) -> Result<bool, Error> {
+        // Read once per batch: its requests arrived with the same read, and their deadlines
+        // count from then.
+        let mut arrived = None;
         // Checked per frame, not per batch: one read can hold hundreds of small requests for
         // large responses, and a peer that reads none of them must not make us queue them all.
         while self.in_flight.len() < self.max_in_flight && !self.outbox.over_high_water() {
-            let Some(frame) = reader.next_buffered()? else { return Ok(false) };
-            let frame = frame.freeze();
-            let (header, body_at) = wire::decode_header(&frame)?;
-            match header {
-                Header::Request { id, method, budget_us } => {
-                    self.start(id, method, budget_us, frame.slice(body_at..));
+            match reader.with_next(|frame| self.handle(frame, &mut arrived))? {
+                None => return Ok(false),
+                Some(Ok(false)) => {}
+                Some(Ok(true)) => return Ok(true),
+                Some(Err(e)) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Handles one frame where it lies in the read buffer; `Ok(true)` when the peer closed.
+    fn handle(&mut self, frame: &[u8], arrived: &mut Option<Instant>) -> Result<bool, Error> {
+        let (header, body_at) = wire::decode_header(frame)?;
+        match header {
+            Header::Request { id, method, budget_us } => {
+                let arrived = *arrived.get_or_insert_with(Instant::now);
+                self.start(id, method, budget_us, &frame[body_at..], arrived);
+            }
+            Header::Cancel { id } => {
+                if let Some(handle) = self.in_flight.remove(&id) {
+                    handle.abort();
                 }
-                Header::Cancel { id } => {
-                    if let Some(handle) = self.in_flight.remove(&id) {
-                        handle.abort();
-                    }
-                }
-                Header::Close { code, message } => {
-                    tracing::debug!(code = %Code::from_u32(code), %message, "peer closed the connection");
-                    return Ok(true);
-                }
-                Header::Response { .. } | Header::Failure { .. } | Header::GoAway => {
-                    return Err(Error::Protocol(
-                        "the client sent a server-only message".to_owned(),
-                    ));
-                }
+            }
+            Header::Close { code, message } => {
+                tracing::debug!(code = %Code::from_u32(code), %message, "peer closed the connection");
+                return Ok(true);
+            }
+            Header::Response { .. } | Header::Failure { .. } | Header::GoAway => {
+                return Err(Error::Protocol("the client sent a server-only message".to_owned()));
             }
         }
         Ok(false)
     }
 
     /// Starts one call: decode, run it inline until it first waits, then on its own task.
-    fn start(&mut self, id: u64, method: u32, budget_us: u64, body: Bytes) {
+    fn start(&mut self, id: u64, method: u32, budget_us: u64, body: &[u8], arrived: Instant) {
         if self.going_away {
             return self.outbox.fail_call(id, Code::ShuttingDown, "the server is shutting down");
         }
-        if self.in_flight.contains_key(&id) {
+        if !self.in_flight.is_empty() && self.in_flight.contains_key(&id) {
             let message = format!("request id {id} is already in flight on this connection");
             return self.outbox.fail_call(id, Code::BadRequest, &message);
         }
@@ -248,13 +259,13 @@ impl<S: Service> Driver<S> {
                 "the call arrived with no time left",
             );
         }
-        let deadline = Instant::now().checked_add(budget).unwrap_or_else(far_future);
+        let deadline = arrived.checked_add(budget).unwrap_or_else(far_future);
         let service = self.service.name();
         let name = self.service.method_name(method).unwrap_or("?");
         let span = tracing::debug_span!("call", service, method = name, id, peer = %self.peer);
         let _entered = span.enter();
         let reply = Responder::new(self.outbox.clone(), id, deadline, self.peer.clone());
-        let future = match self.service.call(method, &body, reply) {
+        let future = match self.service.call(method, body, reply) {
             Ok(future) => future,
             Err(DispatchError::UnknownMethod) => {
                 let message = format!("{service} has no method with id {method:#010x}");

@@ -6,13 +6,13 @@
 //! +----------------+---------------------------+
 //! ```
 //!
-//! Reading goes through tokio-util's `LengthDelimitedCodec`, which refuses a declared length
-//! over the limit before reserving any memory for it. Writing is done in place: the frame is
-//! encoded straight into the connection's write buffer and its length patched in afterwards,
-//! so a body is serialized once and never copied.
+//! Reading parses the prefix in place: a declared length over the limit is refused before any
+//! memory is reserved for it, and a complete frame is handled where it lies in the read buffer,
+//! so cutting frames costs no allocation and no reference count. Writing is done in place too:
+//! the frame is encoded straight into the connection's write buffer and its length patched in
+//! afterwards, so a body is serialized once and never copied.
 
 use bytes::BytesMut;
-use tokio_util::codec::{Decoder, LengthDelimitedCodec};
 
 use crate::Error;
 
@@ -22,41 +22,16 @@ pub(crate) const HEAD_LEN: usize = 4;
 /// The default largest frame payload accepted, in bytes: 4 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
 
-/// Splits a byte stream into frame payloads.
-#[derive(Debug)]
-pub(crate) struct FrameDecoder {
-    codec: LengthDelimitedCodec,
-    max: usize,
-}
-
-impl FrameDecoder {
-    /// A decoder that refuses payloads longer than `max` bytes.
-    pub(crate) fn new(max: usize) -> Self {
-        let codec = LengthDelimitedCodec::builder()
-            .big_endian()
-            .length_field_type::<u32>()
-            .max_frame_length(max)
-            .new_codec();
-        FrameDecoder { codec, max }
+/// The payload length of the frame at the front of `src` if all of it is there; `Ok(None)`
+/// means more bytes are needed. A declared length over `max` is an error: the stream cannot be
+/// trusted after it, and the connection must close.
+pub(crate) fn complete(src: &[u8], max: usize) -> Result<Option<usize>, Error> {
+    let Some(head) = src.first_chunk::<HEAD_LEN>() else { return Ok(None) };
+    let size = u32::from_be_bytes(*head) as usize;
+    if size > max {
+        return Err(Error::FrameTooLarge { size, limit: max });
     }
-
-    /// The next complete payload in `src`: `Ok(None)` means more bytes are needed, `Err` means
-    /// the stream is corrupt and the connection must close.
-    pub(crate) fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
-        self.codec.decode(src).map_err(|e| {
-            // The codec's only error is an over-long declared length; it leaves the head in
-            // `src`, so the size can be named.
-            match src.first_chunk::<HEAD_LEN>() {
-                Some(head) if u32::from_be_bytes(*head) as usize > self.max => {
-                    Error::FrameTooLarge {
-                        size: u32::from_be_bytes(*head) as usize,
-                        limit: self.max,
-                    }
-                }
-                _ => Error::Protocol(format!("bad frame: {e}")),
-            }
-        })
-    }
+    Ok((src.len() - HEAD_LEN >= size).then_some(size))
 }
 
 /// Starts a frame at the end of `buf`; returns where it starts, for [`finish`].
