@@ -12,7 +12,8 @@
 //! - `codec`: the only module that calls bincode.
 //! - `wire`: the messages inside frames; mirrors WIRE.md.
 //! - `conn`: the shared write buffer and frame reader of a connection.
-//! - `client`: [`Client`]: request ids, pending calls, the reader task.
+//! - `client`: [`Client`]: the call path and the connection's reader task.
+//! - `calls`: the client's calls in flight: ids, results, the in-flight limit, deadlines.
 //! - `server`: [`Server`]: configuration, accept loop, graceful shutdown.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
 //! - `context`: [`Context`], what a handler knows about its call.
@@ -20,6 +21,7 @@
 //! - `error`: [`Error`] and the wire error [`Code`]s.
 //! - `__fuzz` (hidden): the decoders, for fuzz targets and property tests.
 
+mod calls;
 mod client;
 mod codec;
 mod conn;

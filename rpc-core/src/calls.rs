@@ -1,0 +1,349 @@
+//! The client's table of calls in flight: ids, the waiting callers, their results and
+//! deadlines, the in-flight limit, and the watchdog that ends calls whose deadline passed.
+//!
+//! Callers register and collect calls while the connection's reader completes them, often on
+//! another worker thread at the same moment. So the table is split into shards by id, each with
+//! its own lock, and everything else a call touches is an atomic: consecutive calls land on
+//! different shards, and no lock is shared by every call.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::{Code, Error};
+
+/// Number of shards: enough that the reader and a few callers rarely meet on one.
+const SHARDS: usize = 8;
+
+/// [`Calls::alarm`] when no call waits.
+const NO_ALARM: u64 = u64::MAX;
+
+/// The calls in flight on one connection.
+#[derive(Debug)]
+pub(crate) struct Calls {
+    shards: [Shard; SHARDS],
+    /// The id the next call gets; ids count up from 1.
+    next_id: AtomicU64,
+    /// Calls registered and not yet removed; at most `max_in_flight`.
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+    /// Callers waiting for a slot (see [`Calls::wait_for_slot`]).
+    queued: AtomicUsize,
+    /// Wakes a queued caller: a call ended, or the connection closed.
+    slot_freed: Notify,
+    /// When the watchdog must look next, in nanoseconds after `epoch`: no later than the
+    /// earliest deadline of a waiting call (it may be earlier, for a call since finished).
+    alarm: AtomicU64,
+    epoch: Instant,
+    /// Wakes the watchdog: its alarm moved earlier, or the connection closed.
+    alarm_moved: Notify,
+    /// Set once the connection is gone; the watchdog stops.
+    closed: AtomicBool,
+}
+
+/// One lock's worth of the table, on a cache line of its own so shards do not contend there.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Shard(Mutex<ShardState>);
+
+#[derive(Debug, Default)]
+struct ShardState {
+    pending: HashMap<u64, Slot, BuildHasherDefault<IdHash>>,
+    /// Why no new call may start, once that is so. Kept in every shard, and checked under
+    /// the shard's lock, so a call registered while the connection closes is either refused
+    /// or ended by [`Calls::close`], never stranded.
+    refused: Option<Refusal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The server sent GoAway.
+    GoingAway,
+    /// The connection is gone.
+    Closed,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Waiting { waker: Option<Waker>, deadline: Instant },
+    Done(Result<Bytes, Error>),
+}
+
+/// A new call's id, and whether other calls were in flight when it registered.
+pub(crate) struct Registered {
+    pub(crate) id: u64,
+    pub(crate) concurrent: bool,
+}
+
+impl Calls {
+    pub(crate) fn new(max_in_flight: usize) -> Calls {
+        Calls {
+            shards: Default::default(),
+            next_id: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: max_in_flight.max(1),
+            queued: AtomicUsize::new(0),
+            slot_freed: Notify::new(),
+            alarm: AtomicU64::new(NO_ALARM),
+            epoch: Instant::now(),
+            alarm_moved: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn shard(&self, id: u64) -> MutexGuard<'_, ShardState> {
+        // Every update of a shard is complete before any code that could panic runs.
+        let shard = &self.shards[(id % SHARDS as u64) as usize];
+        shard.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new call whose task `waker` waits for it. `Ok(None)`: all
+    /// `max_in_flight` slots are taken; wait with [`Calls::wait_for_slot`] and try again.
+    pub(crate) fn register(
+        &self,
+        deadline: Instant,
+        waker: &Waker,
+    ) -> Result<Option<Registered>, Error> {
+        let Ok(before) = self.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < self.max_in_flight).then_some(n + 1)
+        }) else {
+            return Ok(None);
+        };
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let mut shard = self.shard(id);
+        if let Some(refusal) = shard.refused {
+            drop(shard);
+            self.release_slot();
+            return Err(match refusal {
+                Refusal::Closed => Error::ConnectionClosed,
+                Refusal::GoingAway => Error::Remote {
+                    code: Code::ShuttingDown,
+                    message: "the server is shutting down (it sent GoAway)".to_owned(),
+                },
+            });
+        }
+        shard.pending.insert(id, Slot::Waiting { waker: Some(waker.clone()), deadline });
+        drop(shard);
+        // Deadlines mostly grow with each call, so this is usually one read.
+        let at = self.nanos(deadline);
+        if at < self.alarm.load(Ordering::Acquire) && at < self.alarm.fetch_min(at, Ordering::AcqRel)
+        {
+            self.alarm_moved.notify_one();
+        }
+        Ok(Some(Registered { id, concurrent: before > 0 }))
+    }
+
+    /// Waits until a slot may be free or `deadline` passes (`false`). Callers that find no
+    /// slot in [`Calls::register`] wait here; a slot freed at any moment after `register`
+    /// failed wakes them, as does the connection closing.
+    pub(crate) async fn wait_for_slot(&self, deadline: Instant) -> bool {
+        let freed = self.slot_freed.notified();
+        let mut freed = std::pin::pin!(freed);
+        // Counted before looking again, so a slot freed after the look sees us and notifies.
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let _queued = Queued(&self.queued);
+        freed.as_mut().enable();
+        let full = self.in_flight.load(Ordering::SeqCst) >= self.max_in_flight;
+        let closed = self.closed.load(Ordering::SeqCst);
+        if !full || closed {
+            return true;
+        }
+        tokio::time::timeout_at(deadline, freed).await.is_ok()
+    }
+
+    /// Gives up a call's slot and lets a queued caller in.
+    fn release_slot(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) > 0 {
+            self.slot_freed.notify_one();
+        }
+    }
+
+    /// The result of call `id` if it came, which ends the call; otherwise makes `waker` the
+    /// one to wake. A call no longer in the table was ended by the connection closing.
+    pub(crate) fn poll_result(&self, id: u64, waker: &Waker) -> Poll<Result<Bytes, Error>> {
+        let mut shard = self.shard(id);
+        match shard.pending.get_mut(&id) {
+            Some(Slot::Waiting { waker: registered, .. }) => {
+                if !registered.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    *registered = Some(waker.clone());
+                }
+                Poll::Pending
+            }
+            Some(Slot::Done(_)) => {
+                let slot = shard.pending.remove(&id);
+                drop(shard);
+                self.release_slot();
+                match slot {
+                    Some(Slot::Done(result)) => Poll::Ready(result),
+                    _ => Poll::Ready(Err(Error::ConnectionClosed)),
+                }
+            }
+            None => Poll::Ready(Err(Error::ConnectionClosed)),
+        }
+    }
+
+    /// Removes call `id`, which ends early (error, deadline or its caller dropped it);
+    /// `true` if it was still waiting for its response, so the server should be told.
+    pub(crate) fn abandon(&self, id: u64) -> bool {
+        let slot = self.shard(id).pending.remove(&id);
+        if slot.is_some() {
+            self.release_slot();
+        }
+        matches!(slot, Some(Slot::Waiting { .. }))
+    }
+
+    /// Hands a call its result. A response for an id that was never sent is a protocol
+    /// violation; one for a call that already ended (cancelled, timed out) is dropped.
+    pub(crate) fn complete(&self, id: u64, result: Result<Bytes, Error>) -> Result<(), Error> {
+        // Ids count up from 1, and each is taken before its request is sent.
+        if id == 0 || id >= self.next_id.load(Ordering::SeqCst) {
+            return Err(Error::Protocol(format!(
+                "response for request id {id}, which was never sent"
+            )));
+        }
+        let mut shard = self.shard(id);
+        let waker = match shard.pending.get_mut(&id) {
+            Some(slot @ Slot::Waiting { .. }) => {
+                match std::mem::replace(slot, Slot::Done(result)) {
+                    Slot::Waiting { waker, .. } => waker,
+                    Slot::Done(_) => None,
+                }
+            }
+            Some(Slot::Done(_)) => {
+                tracing::debug!(id, "duplicate response dropped");
+                None
+            }
+            None => None,
+        };
+        drop(shard);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The server sent GoAway: new calls are refused, calls in flight go on.
+    pub(crate) fn go_away(&self) {
+        for shard in &self.shards {
+            let mut shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            shard.refused.get_or_insert(Refusal::GoingAway);
+        }
+    }
+
+    /// Ends every waiting call with an error made by `error` and refuses new ones.
+    pub(crate) fn close(&self, error: impl Fn() -> Error) {
+        self.closed.store(true, Ordering::SeqCst);
+        let mut wakers = Vec::new();
+        for shard in &self.shards {
+            let mut shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            shard.refused = Some(Refusal::Closed);
+            for slot in shard.pending.values_mut() {
+                if let Slot::Waiting { waker, .. } = slot {
+                    wakers.extend(waker.take());
+                    *slot = Slot::Done(Err(error()));
+                }
+            }
+        }
+        self.alarm_moved.notify_one();
+        // Queued callers look again and find the connection closed.
+        self.slot_freed.notify_waiters();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Ends the waiting calls whose deadline is not after `now` with `DeadlineExceeded`,
+    /// and sets the next alarm; returns the ids of the calls ended, for Cancel frames.
+    fn expire(&self, now: Instant) -> Vec<u64> {
+        // Cleared first: a call registered during the scan lowers it again, so whatever the
+        // scan misses still sets the alarm.
+        self.alarm.store(NO_ALARM, Ordering::SeqCst);
+        let (mut expired, mut wakers, mut next) = (Vec::new(), Vec::new(), NO_ALARM);
+        for shard in &self.shards {
+            let mut shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+            for (&id, slot) in shard.pending.iter_mut() {
+                let Slot::Waiting { waker, deadline } = slot else { continue };
+                if *deadline > now {
+                    next = next.min(self.nanos(*deadline));
+                    continue;
+                }
+                expired.push(id);
+                wakers.extend(waker.take());
+                // The caller replaces the zero with its own timeout.
+                *slot = Slot::Done(Err(Error::DeadlineExceeded(Duration::ZERO)));
+            }
+        }
+        self.alarm.fetch_min(next, Ordering::SeqCst);
+        wakers.into_iter().for_each(Waker::wake);
+        expired
+    }
+
+    /// The connection's deadline watchdog: one timer for all its calls, instead of one per
+    /// call, armed for the earliest deadline. `cancel` tells the server about each call it
+    /// ends. Returns when the connection closes.
+    pub(crate) async fn watchdog(&self, cancel: impl Fn(u64)) {
+        loop {
+            // A move of the alarm after this look is kept as a permit, so none is missed.
+            let moved = self.alarm_moved.notified();
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            match self.alarm.load(Ordering::SeqCst) {
+                NO_ALARM => moved.await,
+                at => {
+                    let at = self.epoch + Duration::from_nanos(at);
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {
+                            self.expire(Instant::now()).into_iter().for_each(&cancel);
+                        }
+                        () = moved => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// `at` as nanoseconds after the table was made.
+    fn nanos(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos).unwrap_or(NO_ALARM - 1)
+    }
+}
+
+/// A caller counted in [`Calls::queued`] while it waits for a slot.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Hashes request ids, which count up from 1: a multiply spreads them over the table without
+/// SipHash's cost; ids come from us, not from the peer, so there is nothing to defend.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHash(u64);
+
+impl Hasher for IdHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // The ids in one shard differ by multiples of SHARDS, which a multiply alone would
+        // leave in the low bits the table indexes by; dividing first keeps those bits varied.
+        self.0 = (n / SHARDS as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
