@@ -133,7 +133,8 @@ impl Calls {
         drop(shard);
         // Deadlines mostly grow with each call, so this is usually one read.
         let at = self.nanos(deadline);
-        if at < self.alarm.load(Ordering::Acquire) && at < self.alarm.fetch_min(at, Ordering::AcqRel)
+        if at < self.alarm.load(Ordering::Acquire)
+            && at < self.alarm.fetch_min(at, Ordering::AcqRel)
         {
             self.alarm_moved.notify_one();
         }

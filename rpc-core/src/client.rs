@@ -162,7 +162,7 @@ impl Client {
         deadline: Instant,
     ) -> Result<Bytes, Error> {
         let shared = &self.handle.shared;
-        // The call is registered with this task's waker, so the first wait needs no lock.
+        // The call is registered with this task's waker, so the first wait may need no lock.
         let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         // The budget sent is the time left: the whole timeout, less any wait for a slot.
         let mut budget = self.timeout;
@@ -181,12 +181,18 @@ impl Client {
         let mut guard = CallGuard { shared, id, sent: false, removed: false };
         let budget_us = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
         let request = Header::Request { id, method, budget_us };
+        // Whether this task has not been polled since it registered the call. Until it is,
+        // a wake for the result is still pending, so the first wait needs no lookup.
+        let mut unpolled = true;
         if concurrent {
             // Other calls are in flight, so more callers are likely runnable right now: let
             // them queue their requests too, and write them all with one syscall.
             let flush = shared.outbox.send_deferred(&request, Some(args))?;
             guard.sent = true;
             if let Some(flush) = flush {
+                // The request may leave with another task's write and be answered meanwhile;
+                // the poll that ends this yield then uses up the result's wake.
+                unpolled = false;
                 tokio::task::yield_now().await;
                 drop(flush);
             }
@@ -195,10 +201,9 @@ impl Client {
             shared.outbox.send(&request, Some(args))?;
             guard.sent = true;
         }
-        let mut first = true;
         poll_fn(|cx| {
             // A result that came already woke the registered waker, so this poll is repeated.
-            if std::mem::take(&mut first) && waker.will_wake(cx.waker()) {
+            if std::mem::take(&mut unpolled) && waker.will_wake(cx.waker()) {
                 return Poll::Pending;
             }
             let result = shared.calls.poll_result(id, cx.waker());

@@ -4,6 +4,10 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
 use common::*;
 use rpc_core::Client;
 
@@ -103,4 +107,43 @@ async fn concurrent_calls_of_mixed_sizes_are_not_mixed_up() {
         within(task).await.unwrap();
     }
     server.stop().await.unwrap();
+}
+
+/// A caller whose request leaves with another task's write (here, the Cancel frames of
+/// abandoned calls) may be answered while it is still yielding to let other callers queue
+/// their requests. It must still collect its answer: every call below ends, none hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_answered_while_their_caller_yields_still_complete() {
+    let server = start("tcp://127.0.0.1:0").await;
+    let client = Client::connect(&server.endpoint).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut abandoners = Vec::new();
+    for _ in 0..2 {
+        let (client, stop) = (client.clone(), stop.clone());
+        abandoners.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let blocked = client.call::<_, u64>(BLOCK, &(0u64,));
+                let _ = tokio::time::timeout(Duration::from_micros(20), blocked).await;
+            }
+        }));
+    }
+    let mut callers = Vec::new();
+    for t in 0..64 {
+        let (client, stop) = (client.clone(), stop.clone());
+        callers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let sent = format!("{t}/{i}");
+                let got: String = client.call(ECHO, &(sent.clone(),)).await.unwrap();
+                assert_eq!(got, sent);
+                i += 1;
+            }
+        }));
+    }
+    // Long enough for the race to happen many times (it did within 0.5 s when it hung).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in callers.into_iter().chain(abandoners) {
+        within(task).await.unwrap();
+    }
 }
