@@ -24,8 +24,12 @@ use crate::net::Stream;
 use crate::wire::{self, Header};
 use crate::{Code, Error};
 
-/// Bytes the write buffer may hold while corked before it is written anyway.
-const CORK_LIMIT: usize = 64 * 1024;
+/// Bytes a held-back batch (corked, or deferred by callers) may reach before it is written
+/// anyway. Small, so the peer starts on the first frames of a burst while the rest are still
+/// being made, and both ends work at once; a few dozen small frames still share one write.
+/// On one loopback connection with 128 callers this took throughput from about 1.5 M to
+/// 1.75-2.2 M calls/s; 64 KiB (one write per burst) made the two ends take turns.
+const FLUSH_AT: usize = 1024;
 
 /// Queued bytes above which a server stops reading requests from a peer that does not read
 /// its responses; with the frame limit this bounds the memory one connection can hold.
@@ -115,7 +119,7 @@ impl Outbox {
         body: Option<&B>,
     ) -> Result<(), Error> {
         let st = self.append(header, body)?;
-        if !st.corked || st.buf.len() >= CORK_LIMIT {
+        if !st.corked || st.buf.len() >= FLUSH_AT {
             self.write_out(st);
         }
         Ok(())
@@ -129,13 +133,18 @@ impl Outbox {
     /// Encodes one frame without writing it, so frames from callers that run one after the
     /// other leave in one write. The first such caller gets a [`Flush`]: it must let the other
     /// runnable tasks run (yield), then drop it, which writes the buffer. Dropping it early, as
-    /// a cancelled caller does, writes too, so a frame is never stranded.
+    /// a cancelled caller does, writes too, so a frame is never stranded. A buffer that reaches
+    /// [`FLUSH_AT`] is written at once by the caller that filled it.
     pub(crate) fn send_deferred<B: Serialize + ?Sized>(
         &self,
         header: &Header<'_>,
         body: Option<&B>,
     ) -> Result<Option<Flush<'_>>, Error> {
         let mut st = self.append(header, body)?;
+        if st.buf.len() >= FLUSH_AT && !st.corked {
+            self.write_out(st);
+            return Ok(None);
+        }
         if st.flush_owed || st.writer != Writer::Nobody || st.corked {
             // Someone else writes it.
             return Ok(None);
