@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
@@ -117,8 +117,8 @@ pub(crate) fn encode<B: Serialize + ?Sized>(
     limit: usize,
 ) -> Result<(), Error> {
     let start = frame::begin(buf);
-    let encoded = codec::encode_into(header, buf)
-        .and_then(|()| body.map_or(Ok(()), |b| codec::encode_into(b, buf)));
+    header.encode(buf);
+    let encoded = body.map_or(Ok(()), |b| codec::encode_into(b, buf));
     if let Err(e) = encoded {
         buf.truncate(start);
         return Err(Error::Encode(e.to_string()));
@@ -164,7 +164,135 @@ pub(crate) fn decode_hello(payload: &[u8]) -> Result<usize, Error> {
 
 /// Decodes the header at the front of `payload`; returns it and where the body starts.
 pub(crate) fn decode_header(payload: &[u8]) -> Result<(Header<'static>, usize), Error> {
-    codec::decode_prefix(payload).map_err(|e| Error::Protocol(format!("bad message header: {e}")))
+    let mut at = Cursor { bytes: payload, at: 0 };
+    Header::decode(&mut at)
+        .map(|header| (header, at.at))
+        .map_err(|e| Error::Protocol(format!("bad message header: {e}")))
+}
+
+// Every frame carries a header, so it is encoded and decoded by hand rather than through
+// serde: the bytes are exactly bincode's `standard()` encoding of `Header` (a varint variant
+// index, then the fields: varint integers, a string as a varint length and UTF-8 bytes), which
+// is what WIRE.md specifies and what a property test compares against bincode itself.
+
+/// Marks of bincode's varints: a first byte up to 250 is the value; these say that a
+/// little-endian u16, u32 or u64 follows. 254 (u128) and 255 are not valid here.
+const VARINT_U16: u8 = 251;
+const VARINT_U32: u8 = 252;
+const VARINT_U64: u8 = 253;
+
+impl Header<'_> {
+    fn encode(&self, buf: &mut BytesMut) {
+        match self {
+            Header::Request { id, method, budget_us } => {
+                put_varint(buf, 0);
+                put_varint(buf, *id);
+                put_varint(buf, u64::from(*method));
+                put_varint(buf, *budget_us);
+            }
+            Header::Response { id } => {
+                put_varint(buf, 1);
+                put_varint(buf, *id);
+            }
+            Header::Failure { id, code, message } => {
+                put_varint(buf, 2);
+                put_varint(buf, *id);
+                put_varint(buf, u64::from(*code));
+                put_str(buf, message);
+            }
+            Header::Cancel { id } => {
+                put_varint(buf, 3);
+                put_varint(buf, *id);
+            }
+            Header::GoAway => put_varint(buf, 4),
+            Header::Close { code, message } => {
+                put_varint(buf, 5);
+                put_varint(buf, u64::from(*code));
+                put_str(buf, message);
+            }
+        }
+    }
+
+    fn decode(at: &mut Cursor<'_>) -> Result<Header<'static>, String> {
+        Ok(match at.u32()? {
+            0 => Header::Request { id: at.u64()?, method: at.u32()?, budget_us: at.u64()? },
+            1 => Header::Response { id: at.u64()? },
+            2 => Header::Failure { id: at.u64()?, code: at.u32()?, message: at.string()? },
+            3 => Header::Cancel { id: at.u64()? },
+            4 => Header::GoAway,
+            5 => Header::Close { code: at.u32()?, message: at.string()? },
+            tag => return Err(format!("unknown message type {tag}")),
+        })
+    }
+}
+
+fn put_varint(buf: &mut BytesMut, n: u64) {
+    if n <= 250 {
+        buf.put_u8(n as u8);
+    } else if let Ok(n) = u16::try_from(n) {
+        buf.put_u8(VARINT_U16);
+        buf.put_u16_le(n);
+    } else if let Ok(n) = u32::try_from(n) {
+        buf.put_u8(VARINT_U32);
+        buf.put_u32_le(n);
+    } else {
+        buf.put_u8(VARINT_U64);
+        buf.put_u64_le(n);
+    }
+}
+
+fn put_str(buf: &mut BytesMut, s: &str) {
+    put_varint(buf, s.len() as u64);
+    buf.put_slice(s.as_bytes());
+}
+
+/// Reads a header's fields from the front of a payload.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let rest = &self.bytes[self.at..];
+        let bytes = *rest.first_chunk::<N>().ok_or("the header is cut short")?;
+        self.at += N;
+        Ok(bytes)
+    }
+
+    /// A varint of at most `max_mark` width.
+    fn varint(&mut self, max_mark: u8) -> Result<u64, String> {
+        let [mark] = self.take::<1>()?;
+        match mark {
+            0..=250 => Ok(u64::from(mark)),
+            _ if mark > max_mark => Err(format!("integer of type mark {mark} is too wide here")),
+            VARINT_U16 => Ok(u64::from(u16::from_le_bytes(self.take()?))),
+            VARINT_U32 => Ok(u64::from(u32::from_le_bytes(self.take()?))),
+            _ => Ok(u64::from_le_bytes(self.take()?)),
+        }
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        // A u32 mark never carries more than 32 bits.
+        self.varint(VARINT_U32).map(|n| n as u32)
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        self.varint(VARINT_U64)
+    }
+
+    fn string(&mut self) -> Result<Cow<'static, str>, String> {
+        let len = self.u64()?;
+        let rest = &self.bytes[self.at..];
+        let bytes = usize::try_from(len)
+            .ok()
+            .and_then(|len| rest.get(..len))
+            .ok_or_else(|| format!("a string of {len} bytes with {} left", rest.len()))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| format!("a string that is not UTF-8: {e}"))?;
+        self.at += bytes.len();
+        Ok(Cow::Owned(text.to_owned()))
+    }
 }
 
 /// Decodes a body that must fill the rest of the frame exactly.
