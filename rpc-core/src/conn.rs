@@ -396,8 +396,14 @@ impl FrameReader {
     /// Reads what the socket has after [`Stream::readable`] fired. `Ok(false)` is a clean end
     /// of stream; an end in the middle of a frame is an error.
     pub(crate) fn fill(&mut self, stream: &Stream) -> Result<bool, Error> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
+        // Room for the rest of a frame whose head is in, if it is within the limit (one over
+        // it is refused before this is reached), so a large frame is not grown into piecemeal.
+        let declared = frame::declared(&self.buf);
+        let within = declared <= frame::HEAD_LEN + self.max_frame;
+        let missing = if within { declared.saturating_sub(self.buf.len()) } else { 0 };
+        let room = missing.max(READ_CHUNK / 4);
+        if self.buf.capacity() - self.buf.len() < room {
+            self.buf.reserve(room.max(READ_CHUNK));
         }
         match stream.try_read_buf(&mut self.buf) {
             Ok(0) if self.buf.is_empty() => Ok(false),

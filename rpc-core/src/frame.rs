@@ -34,6 +34,12 @@ pub(crate) fn complete(src: &[u8], max: usize) -> Result<Option<usize>, Error> {
     Ok((src.len() - HEAD_LEN >= size).then_some(size))
 }
 
+/// The whole length (head included) of the frame whose head is at the front of `src`; zero
+/// while the head is incomplete.
+pub(crate) fn declared(src: &[u8]) -> usize {
+    src.first_chunk::<HEAD_LEN>().map_or(0, |head| HEAD_LEN + u32::from_be_bytes(*head) as usize)
+}
+
 /// Starts a frame at the end of `buf`; returns where it starts, for [`finish`].
 pub(crate) fn begin(buf: &mut BytesMut) -> usize {
     let start = buf.len();
