@@ -29,10 +29,11 @@ const NO_ALARM: u64 = u64::MAX;
 #[derive(Debug)]
 pub(crate) struct Calls {
     shards: [Shard; SHARDS],
-    /// The id the next call gets; ids count up from 1.
-    next_id: AtomicU64,
+    /// The id the next call gets; ids count up from 1. This and `in_flight` change with every
+    /// call, so each has a cache line of its own, away from the fields that are mostly read.
+    next_id: Padded<AtomicU64>,
     /// Calls registered and not yet removed; at most `max_in_flight`.
-    in_flight: AtomicUsize,
+    in_flight: Padded<AtomicUsize>,
     max_in_flight: usize,
     /// Callers waiting for a slot (see [`Calls::wait_for_slot`]).
     queued: AtomicUsize,
@@ -48,10 +49,14 @@ pub(crate) struct Calls {
     closed: AtomicBool,
 }
 
-/// One lock's worth of the table, on a cache line of its own so shards do not contend there.
+/// A value on a cache line of its own, so that writes to it do not slow down other threads
+/// using its neighbours.
 #[derive(Debug, Default)]
 #[repr(align(64))]
-struct Shard(Mutex<ShardState>);
+struct Padded<T>(T);
+
+/// One lock's worth of the table.
+type Shard = Padded<Mutex<ShardState>>;
 
 #[derive(Debug, Default)]
 struct ShardState {
@@ -86,8 +91,8 @@ impl Calls {
     pub(crate) fn new(max_in_flight: usize) -> Calls {
         Calls {
             shards: Default::default(),
-            next_id: AtomicU64::new(1),
-            in_flight: AtomicUsize::new(0),
+            next_id: Padded(AtomicU64::new(1)),
+            in_flight: Padded(AtomicUsize::new(0)),
             max_in_flight: max_in_flight.max(1),
             queued: AtomicUsize::new(0),
             slot_freed: Notify::new(),
@@ -111,12 +116,12 @@ impl Calls {
         deadline: Instant,
         waker: &Waker,
     ) -> Result<Option<Registered>, Error> {
-        let Ok(before) = self.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+        let Ok(before) = self.in_flight.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
             (n < self.max_in_flight).then_some(n + 1)
         }) else {
             return Ok(None);
         };
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let id = self.next_id.0.fetch_add(1, Ordering::SeqCst);
         let mut shard = self.shard(id);
         if let Some(refusal) = shard.refused {
             drop(shard);
@@ -151,7 +156,7 @@ impl Calls {
         self.queued.fetch_add(1, Ordering::SeqCst);
         let _queued = Queued(&self.queued);
         freed.as_mut().enable();
-        let full = self.in_flight.load(Ordering::SeqCst) >= self.max_in_flight;
+        let full = self.in_flight.0.load(Ordering::SeqCst) >= self.max_in_flight;
         let closed = self.closed.load(Ordering::SeqCst);
         if !full || closed {
             return true;
@@ -161,7 +166,7 @@ impl Calls {
 
     /// Gives up a call's slot and lets a queued caller in.
     fn release_slot(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.in_flight.0.fetch_sub(1, Ordering::SeqCst);
         if self.queued.load(Ordering::SeqCst) > 0 {
             self.slot_freed.notify_one();
         }
@@ -205,7 +210,7 @@ impl Calls {
     /// violation; one for a call that already ended (cancelled, timed out) is dropped.
     pub(crate) fn complete(&self, id: u64, result: Result<Bytes, Error>) -> Result<(), Error> {
         // Ids count up from 1, and each is taken before its request is sent.
-        if id == 0 || id >= self.next_id.load(Ordering::SeqCst) {
+        if id == 0 || id >= self.next_id.0.load(Ordering::SeqCst) {
             return Err(Error::Protocol(format!(
                 "response for request id {id}, which was never sent"
             )));
