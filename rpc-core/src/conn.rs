@@ -111,8 +111,9 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Encodes one frame and starts writing it. An encoding error or an oversized frame fails
-    /// this frame only; the connection stays usable.
+    /// Encodes one frame and starts writing it, unless it is corked, or a [`Flush`] is owed
+    /// (see [`Outbox::send_deferred`]), which then writes it within a yield. An encoding error
+    /// or an oversized frame fails this frame only; the connection stays usable.
     pub(crate) fn send<B: Serialize + ?Sized>(
         &self,
         header: &Header<'_>,
