@@ -103,10 +103,14 @@ impl Calls {
         }
     }
 
+    /// The shard that holds call `id`.
     fn shard(&self, id: u64) -> MutexGuard<'_, ShardState> {
+        self.lock_shard((id % SHARDS as u64) as usize)
+    }
+
+    fn lock_shard(&self, k: usize) -> MutexGuard<'_, ShardState> {
         // Every update of a shard is complete before any code that could panic runs.
-        let shard = &self.shards[(id % SHARDS as u64) as usize];
-        shard.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.shards[k].0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers a new call whose task `waker` waits for it. `Ok(None)`: all
@@ -238,9 +242,8 @@ impl Calls {
 
     /// The server sent GoAway: new calls are refused, calls in flight go on.
     pub(crate) fn go_away(&self) {
-        for shard in &self.shards {
-            let mut shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
-            shard.refused.get_or_insert(Refusal::GoingAway);
+        for k in 0..SHARDS {
+            self.lock_shard(k).refused.get_or_insert(Refusal::GoingAway);
         }
     }
 
@@ -248,8 +251,8 @@ impl Calls {
     pub(crate) fn close(&self, error: impl Fn() -> Error) {
         self.closed.store(true, Ordering::SeqCst);
         let mut wakers = Vec::new();
-        for shard in &self.shards {
-            let mut shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+        for k in 0..SHARDS {
+            let mut shard = self.lock_shard(k);
             shard.refused = Some(Refusal::Closed);
             for slot in shard.pending.values_mut() {
                 if let Slot::Waiting { waker, .. } = slot {
@@ -271,8 +274,8 @@ impl Calls {
         // scan misses still sets the alarm.
         self.alarm.store(NO_ALARM, Ordering::SeqCst);
         let (mut expired, mut wakers, mut next) = (Vec::new(), Vec::new(), NO_ALARM);
-        for shard in &self.shards {
-            let mut shard = shard.0.lock().unwrap_or_else(|e| e.into_inner());
+        for k in 0..SHARDS {
+            let mut shard = self.lock_shard(k);
             for (&id, slot) in shard.pending.iter_mut() {
                 let Slot::Waiting { waker, deadline } = slot else { continue };
                 if *deadline > now {

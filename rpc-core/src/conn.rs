@@ -410,9 +410,9 @@ impl FrameReader {
     pub(crate) fn fill(&mut self, stream: &Stream) -> Result<bool, Error> {
         // Room for the rest of a frame whose head is in, if it is within the limit (one over
         // it is refused before this is reached), so a large frame is not grown into piecemeal.
-        let declared = frame::declared(&self.buf);
-        let within = declared <= frame::HEAD_LEN + self.max_frame;
-        let missing = if within { declared.saturating_sub(self.buf.len()) } else { 0 };
+        let missing = frame::declared(&self.buf)
+            .filter(|&size| size <= self.max_frame)
+            .map_or(0, |size| (frame::HEAD_LEN + size).saturating_sub(self.buf.len()));
         let room = missing.max(READ_CHUNK / 4);
         if self.buf.capacity() - self.buf.len() < room {
             self.buf.reserve(room.max(READ_CHUNK));

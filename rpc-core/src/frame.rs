@@ -22,22 +22,21 @@ pub(crate) const HEAD_LEN: usize = 4;
 /// The default largest frame payload accepted, in bytes: 4 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 4 * 1024 * 1024;
 
+/// The payload length the frame at the front of `src` declares, once its head is in; not
+/// checked against any limit (see [`complete`]).
+pub(crate) fn declared(src: &[u8]) -> Option<usize> {
+    src.first_chunk::<HEAD_LEN>().map(|head| u32::from_be_bytes(*head) as usize)
+}
+
 /// The payload length of the frame at the front of `src` if all of it is there; `Ok(None)`
 /// means more bytes are needed. A declared length over `max` is an error: the stream cannot be
 /// trusted after it, and the connection must close.
 pub(crate) fn complete(src: &[u8], max: usize) -> Result<Option<usize>, Error> {
-    let Some(head) = src.first_chunk::<HEAD_LEN>() else { return Ok(None) };
-    let size = u32::from_be_bytes(*head) as usize;
+    let Some(size) = declared(src) else { return Ok(None) };
     if size > max {
         return Err(Error::FrameTooLarge { size, limit: max });
     }
     Ok((src.len() - HEAD_LEN >= size).then_some(size))
-}
-
-/// The whole length (head included) of the frame whose head is at the front of `src`; zero
-/// while the head is incomplete.
-pub(crate) fn declared(src: &[u8]) -> usize {
-    src.first_chunk::<HEAD_LEN>().map_or(0, |head| HEAD_LEN + u32::from_be_bytes(*head) as usize)
 }
 
 /// Starts a frame at the end of `buf`; returns where it starts, for [`finish`].
