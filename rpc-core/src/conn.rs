@@ -197,12 +197,13 @@ impl Outbox {
     /// Whether more than [`HIGH_WATER`] bytes wait for the socket. `wake` (made from
     /// [`Outbox::drained`] before the call) completes once the writer task has made progress.
     pub(crate) fn flooded(&self, wake: Pin<&mut Notified<'_>>) -> bool {
-        if self.lock().queued() <= HIGH_WATER {
+        if !self.over_high_water() {
             return false;
         }
-        // Register first, then look again, so a drain in between is not missed.
+        // Register first, then look again, so a drain in between is not missed: the writer
+        // updates the count before it notifies.
         wake.enable();
-        self.lock().queued() > HIGH_WATER
+        self.over_high_water()
     }
 
     /// A future for [`Outbox::flooded`].
