@@ -162,12 +162,14 @@ impl Client {
         deadline: Instant,
     ) -> Result<Bytes, Error> {
         let shared = &self.handle.shared;
-        // The call is registered with this task's waker, so the first wait may need no lock.
-        let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         // The budget sent is the time left: the whole timeout, less any wait for a slot.
         let mut budget = self.timeout;
         let Registered { id, concurrent } = loop {
-            if let Some(registered) = shared.calls.register(deadline, &waker)? {
+            // Registered with the waker of the poll running now (the call waits for it).
+            let register = |cx: &mut std::task::Context<'_>| {
+                Poll::Ready(shared.calls.register(deadline, cx.waker()))
+            };
+            if let Some(registered) = poll_fn(register).await? {
                 break registered;
             }
             // Only a caller that waits for a slot needs a timer of its own; a registered
@@ -181,8 +183,9 @@ impl Client {
         let mut guard = CallGuard { shared, id, sent: false, removed: false };
         let budget_us = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
         let request = Header::Request { id, method, budget_us };
-        // Whether this task has not been polled since it registered the call. Until it is,
-        // a wake for the result is still pending, so the first wait needs no lookup.
+        // Whether this is still the poll that registered the call. The wake for the result
+        // is then still to come, to the waker the call was registered with, which is this
+        // poll's: the first wait needs no lookup.
         let mut unpolled = true;
         if concurrent {
             // Other calls are in flight, so more callers are likely runnable right now: let
@@ -203,7 +206,7 @@ impl Client {
         }
         poll_fn(|cx| {
             // A result that came already woke the registered waker, so this poll is repeated.
-            if std::mem::take(&mut unpolled) && waker.will_wake(cx.waker()) {
+            if std::mem::take(&mut unpolled) {
                 return Poll::Pending;
             }
             let result = shared.calls.poll_result(id, cx.waker());
