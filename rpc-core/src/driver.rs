@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::conn::{self, FrameReader, Outbox};
-use crate::net::{Peer, Stream};
+use crate::net::Stream;
 use crate::server::Authorizer;
-use crate::service::{DispatchError, HandlerFuture, Responder, Service};
+use crate::service::{Conn, DispatchError, HandlerFuture, Responder, Service};
 use crate::wire::{self, Header};
 use crate::{Code, Error, ServerConfig};
 
@@ -105,12 +105,11 @@ pub(crate) async fn serve_conn<S: Service>(
     let writer = AbortOnDropHandle::new(tokio::spawn(outbox.clone().run_writer()));
     let mut driver = Driver {
         service,
-        outbox: outbox.clone(),
+        conn: Arc::new(Conn { outbox: outbox.clone(), peer: peer.clone() }),
         in_flight: HashMap::new(),
         handlers: JoinSet::new(),
         going_away: false,
         max_in_flight: config.max_in_flight.max(1),
-        peer: peer.clone(),
     };
     let result = driver.run(&stream, &mut reader, &go_away, &hard_stop).await;
     match &result {
@@ -131,13 +130,12 @@ pub(crate) async fn serve_conn<S: Service>(
 /// The per-connection state of a running server.
 struct Driver<S> {
     service: Arc<S>,
-    outbox: Arc<Outbox>,
+    conn: Arc<Conn>,
     /// Calls running on their own task, by request id, so Cancel can stop them.
     in_flight: HashMap<u64, AbortHandle>,
     handlers: JoinSet<u64>,
     going_away: bool,
     max_in_flight: usize,
-    peer: Arc<Peer>,
 }
 
 impl<S: Service> Driver<S> {
@@ -154,11 +152,11 @@ impl<S: Service> Driver<S> {
         loop {
             // Frames already buffered are one batch; responses of calls that finish at once
             // are written together when it ends.
-            self.outbox.cork();
+            self.conn.outbox.cork();
             let batch = self.handle_buffered(reader);
             // Complete frames may be left unhandled behind a full outbox (see below).
-            let held_back = self.outbox.over_high_water();
-            self.outbox.uncork();
+            let held_back = self.conn.outbox.over_high_water();
+            self.conn.outbox.uncork();
             if batch? {
                 return Ok(());
             }
@@ -166,8 +164,8 @@ impl<S: Service> Driver<S> {
                 return Ok(());
             }
             // A peer that does not read its responses is not read from either.
-            let mut drained = std::pin::pin!(self.outbox.drained());
-            let flooded = self.outbox.flooded(drained.as_mut());
+            let mut drained = std::pin::pin!(self.conn.outbox.drained());
+            let flooded = self.conn.outbox.flooded(drained.as_mut());
             if held_back && !flooded {
                 // It drained meanwhile: handle the frames left in the read buffer first.
                 continue;
@@ -188,11 +186,11 @@ impl<S: Service> Driver<S> {
                 }
                 () = &mut go_away, if !self.going_away => {
                     self.going_away = true;
-                    let _ = self.outbox.send::<()>(&Header::GoAway, None);
+                    let _ = self.conn.outbox.send::<()>(&Header::GoAway, None);
                 }
                 () = &mut hard_stop => {
                     for &id in self.in_flight.keys() {
-                        self.outbox.fail_call(id, Code::ShuttingDown, "the server shut down before the call finished");
+                        self.conn.outbox.fail_call(id, Code::ShuttingDown, "the server shut down before the call finished");
                     }
                     return Ok(());
                 }
@@ -207,7 +205,7 @@ impl<S: Service> Driver<S> {
         let mut arrived = None;
         // Checked per frame, not per batch: one read can hold hundreds of small requests for
         // large responses, and a peer that reads none of them must not make us queue them all.
-        while self.in_flight.len() < self.max_in_flight && !self.outbox.over_high_water() {
+        while self.in_flight.len() < self.max_in_flight && !self.conn.outbox.over_high_water() {
             match reader.with_next(|frame| self.handle(frame, &mut arrived))? {
                 None => return Ok(false),
                 Some(Ok(false)) => {}
@@ -245,15 +243,19 @@ impl<S: Service> Driver<S> {
     /// Starts one call: decode, run it inline until it first waits, then on its own task.
     fn start(&mut self, id: u64, method: u32, budget_us: u64, body: &[u8], arrived: Instant) {
         if self.going_away {
-            return self.outbox.fail_call(id, Code::ShuttingDown, "the server is shutting down");
+            return self.conn.outbox.fail_call(
+                id,
+                Code::ShuttingDown,
+                "the server is shutting down",
+            );
         }
         if !self.in_flight.is_empty() && self.in_flight.contains_key(&id) {
             let message = format!("request id {id} is already in flight on this connection");
-            return self.outbox.fail_call(id, Code::BadRequest, &message);
+            return self.conn.outbox.fail_call(id, Code::BadRequest, &message);
         }
         let budget = Duration::from_micros(budget_us);
         if budget.is_zero() {
-            return self.outbox.fail_call(
+            return self.conn.outbox.fail_call(
                 id,
                 Code::DeadlineExceeded,
                 "the call arrived with no time left",
@@ -262,18 +264,18 @@ impl<S: Service> Driver<S> {
         let deadline = arrived.checked_add(budget).unwrap_or_else(far_future);
         let service = self.service.name();
         let name = self.service.method_name(method).unwrap_or("?");
-        let span = tracing::debug_span!("call", service, method = name, id, peer = %self.peer);
+        let span = tracing::debug_span!("call", service, method = name, id, peer = %self.conn.peer);
         let _entered = span.enter();
-        let reply = Responder::new(self.outbox.clone(), id, deadline, self.peer.clone());
+        let reply = Responder::new(self.conn.clone(), id, deadline);
         let future = match self.service.call(method, body, reply) {
             Ok(future) => future,
             Err(DispatchError::UnknownMethod) => {
                 let message = format!("{service} has no method with id {method:#010x}");
-                return self.outbox.fail_call(id, Code::UnknownMethod, &message);
+                return self.conn.outbox.fail_call(id, Code::UnknownMethod, &message);
             }
             Err(DispatchError::BadRequest(why)) => {
                 let message = format!("bad arguments for {service}.{name}: {why}");
-                return self.outbox.fail_call(id, Code::BadRequest, &message);
+                return self.conn.outbox.fail_call(id, Code::BadRequest, &message);
             }
         };
         let mut call = CatchUnwind(future);
@@ -281,10 +283,12 @@ impl<S: Service> Driver<S> {
         // waits re-registers its waker when the spawned task polls it again.
         match Pin::new(&mut call).poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => return,
-            Poll::Ready(Err(panic)) => return panicked(&self.outbox, id, service, name, &panic),
+            Poll::Ready(Err(panic)) => {
+                return panicked(&self.conn.outbox, id, service, name, &panic);
+            }
             Poll::Pending => {}
         }
-        let outbox = self.outbox.clone();
+        let outbox = self.conn.outbox.clone();
         let call = tracing::Instrument::instrument(call, span.clone());
         let handle = self.handlers.spawn(async move {
             match tokio::time::timeout_at(deadline, call).await {

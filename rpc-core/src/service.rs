@@ -62,17 +62,24 @@ pub fn decode_args<T: DeserializeOwned>(body: &[u8]) -> Result<T, DispatchError>
 /// [`Context`]'s cancellation token, if a context was taken.
 #[derive(Debug)]
 pub struct Responder {
-    outbox: Arc<Outbox>,
+    conn: Arc<Conn>,
     id: u64,
     deadline: Instant,
-    peer: Arc<Peer>,
     /// Made on the first [`Responder::context`] call, so calls that never ask pay nothing.
     token: Option<CancellationToken>,
 }
 
+/// What the calls of one server connection share, so a [`Responder`] costs one reference
+/// count per request.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) peer: Arc<Peer>,
+}
+
 impl Responder {
-    pub(crate) fn new(outbox: Arc<Outbox>, id: u64, deadline: Instant, peer: Arc<Peer>) -> Self {
-        Responder { outbox, id, deadline, peer, token: None }
+    pub(crate) fn new(conn: Arc<Conn>, id: u64, deadline: Instant) -> Self {
+        Responder { conn, id, deadline, token: None }
     }
 
     /// The id of the request being answered.
@@ -83,7 +90,7 @@ impl Responder {
     /// The call's [`Context`].
     pub fn context(&mut self) -> Context {
         let token = self.token.get_or_insert_with(CancellationToken::new).clone();
-        Context::new(self.id, self.deadline, self.peer.clone(), token)
+        Context::new(self.id, self.deadline, self.conn.peer.clone(), token)
     }
 
     /// Sends `value` as the call's return value.
@@ -93,7 +100,7 @@ impl Responder {
     pub fn send<T: Serialize + ?Sized>(mut self, value: &T) {
         // The call completed: it was not abandoned, so the token must not fire.
         self.token = None;
-        let sent = self.outbox.send(&Header::Response { id: self.id }, Some(value));
+        let sent = self.conn.outbox.send(&Header::Response { id: self.id }, Some(value));
         let failure = match sent {
             Ok(()) | Err(Error::ConnectionClosed) => return,
             Err(Error::FrameTooLarge { size, limit }) => (
@@ -103,7 +110,7 @@ impl Responder {
             Err(e) => (Code::BadRequest, format!("could not encode the response: {e}")),
         };
         tracing::warn!(id = self.id, error = %failure.1, "response not sent");
-        self.outbox.fail_call(self.id, failure.0, &failure.1);
+        self.conn.outbox.fail_call(self.id, failure.0, &failure.1);
     }
 }
 
