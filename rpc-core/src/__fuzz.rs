@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
-use crate::conn::FrameReader;
+use crate::proto::inbound::FrameReader;
 use crate::wire::{self, Header};
 
 /// Cuts a byte stream into frame payloads, as a connection's reader does.
@@ -62,7 +62,10 @@ pub fn encode<B: Serialize + ?Sized>(
     limit: usize,
 ) -> Result<Vec<u8>, Error> {
     let mut buf = BytesMut::new();
-    wire::encode(&mut buf, header, body, limit)?;
+    match body {
+        Some(body) => wire::encode(&mut buf, header, wire::body(body), limit)?,
+        None => wire::encode(&mut buf, header, wire::no_body, limit)?,
+    }
     Ok(buf.to_vec())
 }
 

@@ -77,7 +77,11 @@ enum Refusal {
 
 #[derive(Debug)]
 enum Slot {
-    Waiting { waker: Option<Waker>, deadline: Instant },
+    /// `deadline` is `None` for a call without one.
+    Waiting {
+        waker: Option<Waker>,
+        deadline: Option<Instant>,
+    },
     Done(Result<Bytes, Error>),
 }
 
@@ -117,7 +121,7 @@ impl Calls {
     /// `max_in_flight` slots are taken; wait with [`Calls::wait_for_slot`] and try again.
     pub(crate) fn register(
         &self,
-        deadline: Instant,
+        deadline: Option<Instant>,
         waker: &Waker,
     ) -> Result<Option<Registered>, Error> {
         let Ok(before) = self.in_flight.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -141,7 +145,7 @@ impl Calls {
         shard.pending.insert(id, Slot::Waiting { waker: Some(waker.clone()), deadline });
         drop(shard);
         // Deadlines mostly grow with each call, so this is usually one read.
-        let at = self.nanos(deadline);
+        let at = deadline.map_or(NO_ALARM, |deadline| self.nanos(deadline));
         if at < self.alarm.load(Ordering::Acquire)
             && at < self.alarm.fetch_min(at, Ordering::AcqRel)
         {
@@ -153,7 +157,7 @@ impl Calls {
     /// Waits until a slot may be free or `deadline` passes (`false`). Callers that find no
     /// slot in [`Calls::register`] wait here; a slot freed at any moment after `register`
     /// failed wakes them, as does the connection closing.
-    pub(crate) async fn wait_for_slot(&self, deadline: Instant) -> bool {
+    pub(crate) async fn wait_for_slot(&self, deadline: Option<Instant>) -> bool {
         let freed = self.slot_freed.notified();
         let mut freed = std::pin::pin!(freed);
         // Counted before looking again, so a slot freed after the look sees us and notifies.
@@ -165,7 +169,13 @@ impl Calls {
         if !full || closed {
             return true;
         }
-        tokio::time::timeout_at(deadline, freed).await.is_ok()
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, freed).await.is_ok(),
+            None => {
+                freed.await;
+                true
+            }
+        }
     }
 
     /// Gives up a call's slot and lets a queued caller in.
@@ -277,7 +287,7 @@ impl Calls {
         for k in 0..SHARDS {
             let mut shard = self.lock_shard(k);
             for (&id, slot) in shard.pending.iter_mut() {
-                let Slot::Waiting { waker, deadline } = slot else { continue };
+                let Slot::Waiting { waker, deadline: Some(deadline) } = slot else { continue };
                 if *deadline > now {
                     next = next.min(self.nanos(*deadline));
                     continue;

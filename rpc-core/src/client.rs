@@ -12,8 +12,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::calls::{Calls, Registered};
-use crate::conn::{self, FrameReader, Outbox};
+use crate::conn::{self, Outbox};
 use crate::net::Stream;
+use crate::proto::client::{self as proto, Event};
+use crate::proto::inbound::FrameReader;
+use crate::proto::server::NO_DEADLINE;
+use crate::task::spawn_logged;
 use crate::wire::{self, Header};
 use crate::{Code, Endpoint, Error, Keepalive, ToEndpoint, frame};
 
@@ -23,7 +27,8 @@ use crate::{Code, Endpoint, Error, Keepalive, ToEndpoint, frame};
 pub struct ClientConfig {
     /// Time allowed to connect and exchange hellos. Default: 10 s.
     pub connect_timeout: Duration,
-    /// Deadline of each call unless overridden with [`Client::with_timeout`]. Default: 30 s.
+    /// Deadline of each call unless overridden with [`Client::with_timeout`]; a timeout too
+    /// large to be a point in time (such as `Duration::MAX`) means no deadline. Default: 30 s.
     pub call_timeout: Duration,
     /// The largest response frame accepted, in bytes. Default: [`frame::DEFAULT_MAX_FRAME`] (4 MiB).
     pub max_frame: usize,
@@ -52,14 +57,22 @@ impl Default for ClientConfig {
 /// of tasks may call through it at once. The connection closes when the last clone is dropped.
 ///
 /// Usually wrapped by a generated `FooClient`; [`Client::call`] is the untyped entry point.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     handle: Arc<Handle>,
     timeout: Duration,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.handle.shared.endpoint.to_string())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Owned by the clones of one `Client`; dropping the last one ends the connection.
-#[derive(Debug)]
 struct Handle {
     shared: Arc<Shared>,
 }
@@ -71,7 +84,6 @@ impl Drop for Handle {
 }
 
 /// State shared by the callers and the connection's reader task.
-#[derive(Debug)]
 struct Shared {
     outbox: Arc<Outbox>,
     calls: Calls,
@@ -113,14 +125,17 @@ impl Client {
             endpoint,
             user_gone: Notify::new(),
         });
-        tokio::spawn(outbox.run_writer());
+        spawn_logged("client writer", outbox.run_writer());
         let watched = shared.clone();
-        tokio::spawn(async move { watched.calls.watchdog(|id| watched.cancel(id)).await });
-        tokio::spawn(read_loop(shared.clone(), stream, reader));
+        spawn_logged("client deadline watchdog", async move {
+            watched.calls.watchdog(|id| watched.cancel(id)).await;
+        });
+        spawn_logged("client reader", read_loop(shared.clone(), stream, reader));
         Ok(Client { handle: Arc::new(Handle { shared }), timeout: config.call_timeout })
     }
 
-    /// A handle on the same connection whose calls have deadline `timeout`.
+    /// A handle on the same connection whose calls have deadline `timeout`; one too large to
+    /// be a point in time (such as `Duration::MAX`) means no deadline.
     pub fn with_timeout(&self, timeout: Duration) -> Client {
         Client { handle: self.handle.clone(), timeout }
     }
@@ -144,7 +159,7 @@ impl Client {
         A: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now().checked_add(self.timeout);
         match self.call_raw(method, args, deadline).await {
             Ok(body) => wire::decode_body(&body).map_err(Error::Decode),
             // The server may notice the deadline a moment before we do; it is the same event.
@@ -159,7 +174,7 @@ impl Client {
         &self,
         method: u32,
         args: &A,
-        deadline: Instant,
+        deadline: Option<Instant>,
     ) -> Result<Bytes, Error> {
         let shared = &self.handle.shared;
         // The budget sent is the time left: the whole timeout, less any wait for a slot.
@@ -177,11 +192,15 @@ impl Client {
             if !shared.calls.wait_for_slot(deadline).await {
                 return Err(Error::DeadlineExceeded(self.timeout));
             }
-            budget = deadline.saturating_duration_since(Instant::now());
+            budget = deadline.map_or(budget, |d| d.saturating_duration_since(Instant::now()));
         };
         // From here on, dropping this future removes the call and, once sent, cancels it.
         let mut guard = CallGuard { shared, id, sent: false, removed: false };
-        let budget_us = u64::try_from(budget.as_micros()).unwrap_or(u64::MAX);
+        let budget_us = match deadline {
+            // The largest budget means none at all; a smaller one that large would not end.
+            Some(_) => u64::try_from(budget.as_micros()).unwrap_or(NO_DEADLINE),
+            None => NO_DEADLINE,
+        };
         let request = Header::Request { id, method, budget_us };
         // Whether this is still the poll that registered the call. The wake for the result
         // is then still to come, to the waker the call was registered with, which is this
@@ -190,7 +209,7 @@ impl Client {
         if concurrent {
             // Other calls are in flight, so more callers are likely runnable right now: let
             // them queue their requests too, and write them all with one syscall.
-            let flush = shared.outbox.send_deferred(&request, Some(args))?;
+            let flush = shared.outbox.send_deferred(&request, wire::body(args))?;
             guard.sent = true;
             if let Some(flush) = flush {
                 // The request may leave with another task's write and be answered meanwhile;
@@ -201,7 +220,7 @@ impl Client {
             }
         } else {
             // A lone call goes out at once: nothing to wait for but latency.
-            shared.outbox.send(&request, Some(args))?;
+            shared.outbox.send(&request, wire::body(args))?;
             guard.sent = true;
         }
         poll_fn(|cx| {
@@ -237,7 +256,7 @@ impl Drop for CallGuard<'_> {
 impl Shared {
     /// Tells the server that call `id` was abandoned.
     fn cancel(&self, id: u64) {
-        let _ = self.outbox.send::<()>(&Header::Cancel { id }, None);
+        let _ = self.outbox.send(&Header::Cancel { id }, wire::no_body);
     }
 
     /// Ends every pending call with an error made by `error` and refuses new ones.
@@ -250,23 +269,12 @@ impl Shared {
 
     /// Handles one frame from the server.
     fn on_frame(&self, frame: Bytes) -> Result<(), Error> {
-        let (header, body_at) = wire::decode_header(&frame)?;
-        match header {
-            Header::Response { id } => self.calls.complete(id, Ok(frame.slice(body_at..))),
-            Header::Failure { id, code, message } => {
-                let error =
-                    Error::Remote { code: Code::from_u32(code), message: message.into_owned() };
-                self.calls.complete(id, Err(error))
-            }
-            Header::GoAway => {
+        match proto::on_frame(&frame)? {
+            Event::Response { id, body_at } => self.calls.complete(id, Ok(frame.slice(body_at..))),
+            Event::Failure { id, error } => self.calls.complete(id, Err(error)),
+            Event::GoAway => {
                 self.calls.go_away();
                 Ok(())
-            }
-            Header::Close { code, message } => {
-                Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() })
-            }
-            Header::Request { .. } | Header::Cancel { .. } => {
-                Err(Error::Protocol("the server sent a client-only message".to_owned()))
             }
         }
     }
@@ -288,18 +296,28 @@ async fn handshake(
     // still be waiting to be read, and says more than the write error.
     let written = conn::write_all(&stream, hello).await;
     let mut reader = FrameReader::new(max_frame);
-    let first = match reader.next(&stream).await {
+    let first = match next_frame(&stream, &mut reader).await {
         Ok(Some(first)) => first,
         Ok(None) => return Err(written.err().map_or(Error::ConnectionClosed, Error::Io)),
         Err(e) => return Err(written.err().map_or(e, Error::Io)),
     };
-    // A server that refuses the connection answers with Close instead of Hello.
-    if let Ok((Header::Close { code, message }, _)) = wire::decode_header(&first) {
-        return Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() });
-    }
+    // A refusal (a Close in place of the hello) says more than the write error.
+    let peer_max = proto::on_server_hello(&first)?;
     written?;
-    let peer_max = wire::decode_hello(&first)?;
     Ok((stream, reader, peer_max))
+}
+
+/// Waits for the next frame. `Ok(None)` is a clean end of stream.
+async fn next_frame(stream: &Stream, reader: &mut FrameReader) -> Result<Option<Bytes>, Error> {
+    loop {
+        if let Some(frame) = reader.next_buffered()? {
+            return Ok(Some(frame));
+        }
+        stream.readable().await?;
+        if !reader.fill(|buf| stream.try_read_buf(buf))? {
+            return Ok(None);
+        }
+    }
 }
 
 /// The connection's reader task: routes responses to their calls until the connection ends,
@@ -323,7 +341,7 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
             break Err(e);
         }
         tokio::select! {
-            ready = stream.readable() => match ready.map_err(Error::Io).and_then(|()| reader.fill(&stream)) {
+            ready = stream.readable() => match ready.map_err(Error::Io).and_then(|()| reader.fill(|buf| stream.try_read_buf(buf))) {
                 Ok(true) => {}
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(e),
@@ -335,7 +353,12 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
         Ok(()) => shared.close(|| Error::ConnectionClosed),
         Err(e) => {
             tracing::debug!(endpoint = %shared.endpoint, error = %e, "connection failed");
-            shared.close(|| e.duplicate());
+            shared.calls.close(|| e.duplicate());
+            match e.close_code() {
+                // The server broke the protocol (or sent too large a frame): say so, as it would.
+                Some(code) => shared.outbox.close_with(&Header::close(code, &e.to_string())),
+                None => shared.outbox.close(false),
+            }
         }
     }
 }

@@ -12,13 +12,23 @@ use serde::de::DeserializeOwned;
 /// bincode's `standard()` configuration: little endian, variable-length integers.
 const CONFIG: Configuration = standard();
 
-/// A value could not be encoded or decoded; the message comes from the codec.
+/// A value could not be encoded or decoded; the message says why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CodecError(pub(crate) String);
+pub(crate) struct CodecError {
+    pub(crate) message: String,
+    /// The value's own `Serialize` or `Deserialize` code panicked.
+    pub(crate) panicked: bool,
+}
+
+impl CodecError {
+    fn new(message: String) -> CodecError {
+        CodecError { message, panicked: false }
+    }
+}
 
 impl std::fmt::Display for CodecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -39,7 +49,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     buf: &mut BytesMut,
 ) -> Result<(), CodecError> {
     bincode::serde::encode_into_writer(value, BytesWriter(buf), CONFIG)
-        .map_err(|e| CodecError(e.to_string()))
+        .map_err(|e| CodecError::new(e.to_string()))
 }
 
 /// The decode limit for payloads up to the default frame size.
@@ -61,7 +71,7 @@ pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usi
     } else {
         bincode::serde::decode_from_slice(bytes, CONFIG.with_limit::<LARGE_LIMIT>())
     };
-    decoded.map_err(|e| CodecError(e.to_string()))
+    decoded.map_err(|e| CodecError::new(e.to_string()))
 }
 
 /// Decodes a `T` that must use every byte of `bytes`: trailing bytes are an error, since they
@@ -69,7 +79,10 @@ pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usi
 pub(crate) fn decode_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = decode_prefix(bytes)?;
     if used != bytes.len() {
-        return Err(CodecError(format!("{} trailing bytes after the value", bytes.len() - used)));
+        return Err(CodecError::new(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - used
+        )));
     }
     Ok(value)
 }

@@ -1,5 +1,6 @@
-//! One connection of a server, from hello to close: authorization, the request loop,
-//! dispatch (inline first, then on a task), cancellation, backpressure and going away.
+//! One server connection from hello to close: the I/O around the `ServerConn` state machine.
+//! It reads frames, runs the calls the state machine starts (inline first, then on a task),
+//! stops reading while the peer does not read its answers, and goes away on shutdown.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,15 +11,19 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::{AbortHandle, Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::conn::{self, FrameReader, Outbox};
-use crate::net::Stream;
-use crate::server::Authorizer;
-use crate::service::{Conn, DispatchError, HandlerFuture, Responder, Service};
+use crate::codec::CodecError;
+use crate::config::Authorizer;
+use crate::conn::{self, Outbox};
+use crate::net::{Peer, Stream};
+use crate::proto::inbound::FrameReader;
+use crate::proto::server::{self, ServerConn, Step};
+use crate::service::{DispatchError, Responder, Service, Sink};
+use crate::task::{CatchUnwind, panic_message};
 use crate::wire::{self, Header};
 use crate::{Code, Error, ServerConfig};
 
@@ -34,7 +39,7 @@ pub(crate) async fn refuse(stream: Stream, limit: usize) {
 /// reads it. Gives up after a second so a peer cannot hold us.
 async fn send_close(stream: &Stream, code: Code, message: &str) {
     let mut buf = BytesMut::new();
-    let _ = wire::encode::<()>(&mut buf, &Header::close(code, message), None, usize::MAX);
+    let _ = wire::encode(&mut buf, &Header::close(code, message), wire::no_body, usize::MAX);
     let linger = async {
         conn::write_all(stream, buf).await?;
         let mut sink = BytesMut::with_capacity(1024);
@@ -74,7 +79,7 @@ pub(crate) async fn serve_conn<S: Service>(
         let mut hello = BytesMut::new();
         wire::encode_hello(&mut hello, config.max_frame);
         conn::write_all(&stream, hello).await?;
-        let first = reader.next(&stream).await?.ok_or(Error::ConnectionClosed)?;
+        let first = next_frame(&stream, &mut reader).await?.ok_or(Error::ConnectionClosed)?;
         wire::decode_hello(&first)
     };
     let handshake = tokio::time::timeout(config.handshake_timeout, handshake);
@@ -93,23 +98,23 @@ pub(crate) async fn serve_conn<S: Service>(
             return;
         }
         Err(_) => {
-            tracing::debug!(%peer, "no hello within the handshake timeout; dropping");
-            return;
+            tracing::debug!(%peer, "no hello within the handshake timeout; closing");
+            let timeout = config.handshake_timeout;
+            let message = format!("no hello within the handshake timeout of {timeout:?}");
+            return send_close(&stream, Code::ProtocolViolation, &message).await;
         }
     };
     tracing::debug!(%peer, "connection open");
     let outbox = Outbox::new(stream.clone(), peer_max);
     // Aborted when this task ends without it: when the server task is aborted (no one else
-    // would close the outbox, so the writer would hold the socket open forever) or when the
-    // peer does not read what is left within the timeout below.
+    // would close the outbox, so the writer would hold the socket open forever).
     let writer = AbortOnDropHandle::new(tokio::spawn(outbox.clone().run_writer()));
     let mut driver = Driver {
         service,
-        conn: Arc::new(Conn { outbox: outbox.clone(), peer: peer.clone() }),
-        in_flight: HashMap::new(),
+        sink: Arc::new(ConnSink { outbox: outbox.clone(), peer: peer.clone() }),
+        proto: ServerConn::new(config.max_in_flight),
         handlers: JoinSet::new(),
-        going_away: false,
-        max_in_flight: config.max_in_flight.max(1),
+        tasks: HashMap::new(),
     };
     let result = driver.run(&stream, &mut reader, &go_away, &hard_stop).await;
     match &result {
@@ -117,25 +122,69 @@ pub(crate) async fn serve_conn<S: Service>(
         Err(e) => {
             tracing::warn!(%peer, error = %e, "closing connection");
             if let Some(code) = e.close_code() {
-                let _ = outbox.send::<()>(&Header::close(code, &e.to_string()), None);
+                outbox.close_with(&Header::close(code, &e.to_string()));
             }
         }
     }
     // Handlers still running are dropped with the driver: nobody is left to answer.
     drop(driver);
     outbox.close(true);
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    let _ = writer.await;
 }
 
-/// The per-connection state of a running server.
+/// Waits for the next frame during the handshake. `Ok(None)` is a clean end of stream.
+async fn next_frame(
+    stream: &Stream,
+    reader: &mut FrameReader,
+) -> Result<Option<bytes::Bytes>, Error> {
+    loop {
+        if let Some(frame) = reader.next_buffered()? {
+            return Ok(Some(frame));
+        }
+        stream.readable().await?;
+        if !reader.fill(|buf| stream.try_read_buf(buf))? {
+            return Ok(None);
+        }
+    }
+}
+
+/// Where a connection's calls send their outcomes.
+#[derive(Debug)]
+struct ConnSink {
+    outbox: Arc<Outbox>,
+    peer: Arc<Peer>,
+}
+
+impl Sink for ConnSink {
+    fn peer(&self) -> &Arc<Peer> {
+        &self.peer
+    }
+
+    fn respond(&self, id: u64, body: &mut dyn FnMut(&mut BytesMut) -> Result<(), CodecError>) {
+        let mut panicked = false;
+        let encode = |buf: &mut BytesMut| body(buf).inspect_err(|e| panicked = e.panicked);
+        let error = match self.outbox.send(&Header::Response { id }, encode) {
+            Ok(()) | Err(Error::ConnectionClosed) => return,
+            Err(e) => e,
+        };
+        let (code, message) = server::unsendable(&error, panicked);
+        if panicked {
+            tracing::error!(id, error = %message, "response not sent");
+        } else {
+            tracing::warn!(id, error = %message, "response not sent");
+        }
+        self.outbox.fail_call(id, code, &message);
+    }
+}
+
+/// The I/O state of a running server connection; the protocol state is in `proto`.
 struct Driver<S> {
     service: Arc<S>,
-    conn: Arc<Conn>,
-    /// Calls running on their own task, by request id, so Cancel can stop them.
-    in_flight: HashMap<u64, AbortHandle>,
-    handlers: JoinSet<u64>,
-    going_away: bool,
-    max_in_flight: usize,
+    sink: Arc<ConnSink>,
+    proto: ServerConn<Id>,
+    /// Calls running on their own task; each returns nothing, and is known by its task id.
+    handlers: JoinSet<()>,
+    tasks: HashMap<Id, AbortHandle>,
 }
 
 impl<S: Service> Driver<S> {
@@ -149,48 +198,64 @@ impl<S: Service> Driver<S> {
         // Made once: a fresh one per loop would register and deregister a waiter every time.
         let mut go_away = std::pin::pin!(go_away.cancelled());
         let mut hard_stop = std::pin::pin!(hard_stop.cancelled());
+        let outbox = self.sink.outbox.clone();
         loop {
             // Frames already buffered are one batch; responses of calls that finish at once
             // are written together when it ends.
-            self.conn.outbox.cork();
+            outbox.cork();
             let batch = self.handle_buffered(reader);
             // Complete frames may be left unhandled behind a full outbox (see below).
-            let held_back = self.conn.outbox.over_high_water();
-            self.conn.outbox.uncork();
-            if batch? {
+            let held_back = outbox.over_high_water();
+            outbox.uncork();
+            batch?;
+            if self.proto.is_done() {
                 return Ok(());
             }
-            if self.going_away && self.in_flight.is_empty() {
+            // Registered before looking, so a change in between is not missed.
+            let mut changed = std::pin::pin!(outbox.changed());
+            changed.as_mut().enable();
+            if outbox.is_failed() {
+                // The peer is gone (a write failed): its calls have nobody to answer.
                 return Ok(());
             }
             // A peer that does not read its responses is not read from either.
-            let mut drained = std::pin::pin!(self.conn.outbox.drained());
-            let flooded = self.conn.outbox.flooded(drained.as_mut());
+            let flooded = outbox.over_high_water();
             if held_back && !flooded {
                 // It drained meanwhile: handle the frames left in the read buffer first.
                 continue;
             }
-            let can_read = !flooded && self.in_flight.len() < self.max_in_flight;
+            let can_read = !flooded && self.proto.wants_read();
             tokio::select! {
-                () = &mut drained, if flooded => {}
+                () = &mut changed, if !can_read => {}
                 ready = stream.readable(), if can_read => {
                     ready?;
-                    if !reader.fill(stream)? {
+                    if !reader.fill(|buf| stream.try_read_buf(buf))? {
+                        self.proto.peer_closed();
                         return Ok(());
                     }
                 }
-                Some(done) = self.handlers.join_next(), if !self.handlers.is_empty() => {
-                    if let Ok(id) = done {
-                        self.in_flight.remove(&id);
+                Some(done) = self.handlers.join_next_with_id(), if !self.handlers.is_empty() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            if e.is_panic() {
+                                tracing::error!(peer = %self.sink.peer, "a handler task panicked");
+                            }
+                            e.id()
+                        }
+                    };
+                    self.tasks.remove(&id);
+                    self.proto.reaped(id);
+                }
+                () = &mut go_away, if self.proto.phase() == server::Phase::Serving => {
+                    if self.proto.go_away() {
+                        let _ = outbox.send(&Header::GoAway, wire::no_body);
                     }
                 }
-                () = &mut go_away, if !self.going_away => {
-                    self.going_away = true;
-                    let _ = self.conn.outbox.send::<()>(&Header::GoAway, None);
-                }
                 () = &mut hard_stop => {
-                    for &id in self.in_flight.keys() {
-                        self.conn.outbox.fail_call(id, Code::ShuttingDown, "the server shut down before the call finished");
+                    for id in self.proto.owed() {
+                        let message = "the server shut down before the call finished";
+                        outbox.fail_call(id, Code::ShuttingDown, message);
                     }
                     return Ok(());
                 }
@@ -198,147 +263,104 @@ impl<S: Service> Driver<S> {
         }
     }
 
-    /// Handles the complete frames in the read buffer; `Ok(true)` when the peer closed.
-    fn handle_buffered(&mut self, reader: &mut FrameReader) -> Result<bool, Error> {
+    /// Handles the complete frames in the read buffer, while more may be started.
+    fn handle_buffered(&mut self, reader: &mut FrameReader) -> Result<(), Error> {
         // Read once per batch: its requests arrived with the same read, and their deadlines
         // count from then.
         let mut arrived = None;
         // Checked per frame, not per batch: one read can hold hundreds of small requests for
         // large responses, and a peer that reads none of them must not make us queue them all.
-        while self.in_flight.len() < self.max_in_flight && !self.conn.outbox.over_high_water() {
+        while self.proto.wants_read() && !self.sink.outbox.over_high_water() {
             match reader.with_next(|frame| self.handle(frame, &mut arrived))? {
-                None => return Ok(false),
-                Some(Ok(false)) => {}
-                Some(Ok(true)) => return Ok(true),
-                Some(Err(e)) => return Err(e),
+                None => return Ok(()),
+                Some(handled) => handled?,
             }
         }
-        Ok(false)
+        Ok(())
     }
 
-    /// Handles one frame where it lies in the read buffer; `Ok(true)` when the peer closed.
-    fn handle(&mut self, frame: &[u8], arrived: &mut Option<Instant>) -> Result<bool, Error> {
-        let (header, body_at) = wire::decode_header(frame)?;
-        match header {
-            Header::Request { id, method, budget_us } => {
+    /// Handles one frame where it lies in the read buffer.
+    fn handle(&mut self, frame: &[u8], arrived: &mut Option<Instant>) -> Result<(), Error> {
+        match self.proto.on_frame(frame)? {
+            Step::Call { id, method, budget, body } => {
                 let arrived = *arrived.get_or_insert_with(Instant::now);
-                self.start(id, method, budget_us, &frame[body_at..], arrived);
+                self.start(id, method, budget.and_then(|b| arrived.checked_add(b)), body);
             }
-            Header::Cancel { id } => {
-                if let Some(handle) = self.in_flight.remove(&id) {
+            Step::Refuse { id, code, message } => self.sink.outbox.fail_call(id, code, &message),
+            Step::Abort(task) => {
+                if let Some(handle) = self.tasks.remove(&task) {
                     handle.abort();
                 }
             }
-            Header::Close { code, message } => {
-                tracing::debug!(code = %Code::from_u32(code), %message, "peer closed the connection");
-                return Ok(true);
-            }
-            Header::Response { .. } | Header::Failure { .. } | Header::GoAway => {
-                return Err(Error::Protocol("the client sent a server-only message".to_owned()));
+            Step::Nothing => {}
+            Step::PeerClosed { code, message } => {
+                tracing::debug!(%code, %message, "peer closed the connection");
             }
         }
-        Ok(false)
+        Ok(())
     }
 
     /// Starts one call: decode, run it inline until it first waits, then on its own task.
-    fn start(&mut self, id: u64, method: u32, budget_us: u64, body: &[u8], arrived: Instant) {
-        if self.going_away {
-            return self.conn.outbox.fail_call(
-                id,
-                Code::ShuttingDown,
-                "the server is shutting down",
-            );
-        }
-        if !self.in_flight.is_empty() && self.in_flight.contains_key(&id) {
-            let message = format!("request id {id} is already in flight on this connection");
-            return self.conn.outbox.fail_call(id, Code::BadRequest, &message);
-        }
-        let budget = Duration::from_micros(budget_us);
-        if budget.is_zero() {
-            return self.conn.outbox.fail_call(
-                id,
-                Code::DeadlineExceeded,
-                "the call arrived with no time left",
-            );
-        }
-        let deadline = arrived.checked_add(budget).unwrap_or_else(far_future);
+    /// `deadline` is `None` for a call without one.
+    fn start(&mut self, id: u64, method: u32, deadline: Option<Instant>, body: &[u8]) {
         let service = self.service.name();
         let name = self.service.method_name(method).unwrap_or("?");
-        let span = tracing::debug_span!("call", service, method = name, id, peer = %self.conn.peer);
+        let span = tracing::debug_span!("call", service, method = name, id, peer = %self.sink.peer);
         let _entered = span.enter();
-        let reply = Responder::new(self.conn.clone(), id, deadline);
-        let future = match self.service.call(method, body, reply) {
-            Ok(future) => future,
-            Err(DispatchError::UnknownMethod) => {
+        let sink: Arc<dyn Sink> = self.sink.clone();
+        let reply = Responder::new(sink, id, deadline.unwrap_or_else(far_future));
+        // A hand-written Service may panic while decoding; that fails this call only.
+        let dispatched =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.service.call(method, body, reply)));
+        let outbox = &self.sink.outbox;
+        let future = match dispatched {
+            Ok(Ok(future)) => future,
+            Ok(Err(DispatchError::UnknownMethod)) => {
                 let message = format!("{service} has no method with id {method:#010x}");
-                return self.conn.outbox.fail_call(id, Code::UnknownMethod, &message);
+                return outbox.fail_call(id, Code::UnknownMethod, &message);
             }
-            Err(DispatchError::BadRequest(why)) => {
+            Ok(Err(DispatchError::BadRequest(why))) => {
                 let message = format!("bad arguments for {service}.{name}: {why}");
-                return self.conn.outbox.fail_call(id, Code::BadRequest, &message);
+                return outbox.fail_call(id, Code::BadRequest, &message);
             }
+            Err(panic) => return panicked(outbox, id, service, name, &panic_message(&*panic)),
         };
         let mut call = CatchUnwind(future);
         // Most handlers finish without waiting: run them here and skip the spawn. One that
         // waits re-registers its waker when the spawned task polls it again.
         match Pin::new(&mut call).poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => return,
-            Poll::Ready(Err(panic)) => {
-                return panicked(&self.conn.outbox, id, service, name, &panic);
-            }
+            Poll::Ready(Err(panic)) => return panicked(outbox, id, service, name, &panic),
             Poll::Pending => {}
         }
-        let outbox = self.conn.outbox.clone();
+        let outbox = outbox.clone();
         let call = tracing::Instrument::instrument(call, span.clone());
         let handle = self.handlers.spawn(async move {
-            match tokio::time::timeout_at(deadline, call).await {
+            let finished = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, call).await,
+                None => Ok(call.await),
+            };
+            match finished {
                 Ok(Ok(())) => {}
                 Ok(Err(panic)) => panicked(&outbox, id, service, name, &panic),
                 Err(_) => {
-                    let message = format!(
-                        "{service}.{name} did not finish within its deadline of {budget:?}"
-                    );
+                    let message = format!("{service}.{name} did not finish within its deadline");
                     outbox.fail_call(id, Code::DeadlineExceeded, &message);
                 }
             }
-            id
         });
-        self.in_flight.insert(id, handle);
+        self.proto.spawned(id, handle.id());
+        self.tasks.insert(handle.id(), handle);
     }
 }
 
+/// A deadline for a call that has none: far enough never to come, near enough to compute with.
 fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
+    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
 fn panicked(outbox: &Outbox, id: u64, service: &str, method: &str, panic: &str) {
     tracing::error!(service, method, id, panic, "handler panicked");
     let message = format!("handler {service}.{method} panicked: {panic}");
     outbox.fail_call(id, Code::HandlerPanicked, &message);
-}
-
-/// Turns a panic inside a handler into an error carrying the panic message.
-struct CatchUnwind(HandlerFuture);
-
-impl Future for CatchUnwind {
-    type Output = Result<(), String>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let future = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(())) => Poll::Ready(Ok(())),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
-        }
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
 }

@@ -80,8 +80,9 @@ pub enum Error {
     /// The response body does not decode as the method's return type.
     #[error("could not decode the response: {0}")]
     Decode(String),
-    /// The server refused or failed the call with a framework error.
-    #[error("server error ({code}): {message}")]
+    /// The server refused or failed the call with a framework error. The message is the
+    /// server's, shown with control characters escaped.
+    #[error("server error ({code}): {}", Escaped(message))]
     Remote {
         /// What kind of failure.
         code: Code,
@@ -126,6 +127,8 @@ pub enum Code {
     VersionMismatch,
     /// The peer broke the protocol.
     ProtocolViolation,
+    /// The server could not encode the handler's return value (its `Serialize` failed).
+    EncodeFailed,
     /// A code this version does not know.
     Other(u32),
 }
@@ -145,6 +148,7 @@ impl Code {
             Code::FrameTooLarge => 9,
             Code::VersionMismatch => 10,
             Code::ProtocolViolation => 11,
+            Code::EncodeFailed => 12,
             Code::Other(n) => n,
         }
     }
@@ -163,6 +167,7 @@ impl Code {
             9 => Code::FrameTooLarge,
             10 => Code::VersionMismatch,
             11 => Code::ProtocolViolation,
+            12 => Code::EncodeFailed,
             n => Code::Other(n),
         }
     }
@@ -182,6 +187,7 @@ impl std::fmt::Display for Code {
             Code::FrameTooLarge => "frame too large",
             Code::VersionMismatch => "version mismatch",
             Code::ProtocolViolation => "protocol violation",
+            Code::EncodeFailed => "encode failed",
             Code::Other(n) => return write!(f, "code {n}"),
         };
         f.write_str(name)
@@ -219,5 +225,52 @@ impl Error {
             Error::Protocol(_) => Some(Code::ProtocolViolation),
             _ => None,
         }
+    }
+}
+
+impl From<crate::codec::CodecError> for Error {
+    fn from(e: crate::codec::CodecError) -> Error {
+        Error::Encode(e.message)
+    }
+}
+
+/// Text from a peer, displayed with control characters escaped, so that a hostile server
+/// cannot move the cursor, recolour or clear the terminal of whoever prints the error.
+struct Escaped<'a>(&'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                std::fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_message_is_displayed_with_control_characters_escaped() {
+        let error = Error::Remote {
+            code: Code::Other(99),
+            message: "boom\u{1b}[2J\r\nfake prompt$ \u{7}é".to_owned(),
+        };
+        let shown = error.to_string();
+        assert_eq!(shown, "server error (code 99): boom\\u{1b}[2J\\r\\nfake prompt$ \\u{7}é");
+        assert!(!shown.chars().any(char::is_control));
+    }
+
+    #[test]
+    fn every_known_code_survives_the_wire_and_unknown_ones_stay_numbers() {
+        for n in 0..=20 {
+            assert_eq!(Code::from_u32(n).to_u32(), n);
+        }
+        assert_eq!(Code::from_u32(12), Code::EncodeFailed);
     }
 }

@@ -39,21 +39,85 @@ pub(crate) fn complete(src: &[u8], max: usize) -> Result<Option<usize>, Error> {
     Ok((src.len() - HEAD_LEN >= size).then_some(size))
 }
 
-/// Starts a frame at the end of `buf`; returns where it starts, for [`finish`].
-pub(crate) fn begin(buf: &mut BytesMut) -> usize {
-    let start = buf.len();
-    buf.extend_from_slice(&[0; HEAD_LEN]);
-    start
+/// A frame being appended to a buffer. Unless [`Building::finish`] accepts it, dropping it
+/// removes every byte it added, also when the encoder panics and unwinds through it: a buffer
+/// shared by a connection holds whole frames or none, whatever the serializer does.
+pub(crate) struct Building<'a> {
+    buf: &'a mut BytesMut,
+    start: usize,
+    finished: bool,
 }
 
-/// Patches the length of the frame begun at `start`. A payload over `limit` is removed again
-/// and reported, leaving `buf` as it was before [`begin`].
-pub(crate) fn finish(buf: &mut BytesMut, start: usize, limit: usize) -> Result<(), Error> {
-    let size = buf.len() - start - HEAD_LEN;
-    if size > limit || u32::try_from(size).is_err() {
-        buf.truncate(start);
-        return Err(Error::FrameTooLarge { size, limit });
+impl<'a> Building<'a> {
+    /// Starts a frame at the end of `buf`, with room for its length.
+    pub(crate) fn begin(buf: &'a mut BytesMut) -> Building<'a> {
+        let start = buf.len();
+        buf.extend_from_slice(&[0; HEAD_LEN]);
+        Building { buf, start, finished: false }
     }
-    buf[start..start + HEAD_LEN].copy_from_slice(&(size as u32).to_be_bytes());
-    Ok(())
+
+    /// Where the payload is appended.
+    pub(crate) fn payload(&mut self) -> &mut BytesMut {
+        self.buf
+    }
+
+    /// Patches in the length and keeps the frame; a payload over `limit` is removed and
+    /// reported instead.
+    pub(crate) fn finish(mut self, limit: usize) -> Result<(), Error> {
+        let size = self.buf.len() - self.start - HEAD_LEN;
+        if size > limit || u32::try_from(size).is_err() {
+            return Err(Error::FrameTooLarge { size, limit });
+        }
+        self.buf[self.start..self.start + HEAD_LEN].copy_from_slice(&(size as u32).to_be_bytes());
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for Building<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.buf.truncate(self.start);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_dropped_unfinished_leaves_the_buffer_as_it_was() {
+        let mut buf = BytesMut::from(&b"kept"[..]);
+        let mut frame = Building::begin(&mut buf);
+        frame.payload().extend_from_slice(b"half a frame");
+        drop(frame);
+        assert_eq!(&buf[..], b"kept");
+    }
+
+    #[test]
+    fn a_frame_is_removed_when_its_encoder_panics() {
+        let mut buf = BytesMut::from(&b"kept"[..]);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut frame = Building::begin(&mut buf);
+            frame.payload().extend_from_slice(b"partial");
+            panic!("serializer failed midway");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(&buf[..], b"kept");
+    }
+
+    #[test]
+    fn a_finished_frame_gets_its_length_and_an_oversized_one_is_removed() {
+        let mut buf = BytesMut::new();
+        let mut frame = Building::begin(&mut buf);
+        frame.payload().extend_from_slice(b"abc");
+        frame.finish(3).expect("within the limit");
+        assert_eq!(&buf[..], b"\0\0\0\x03abc");
+        let mut frame = Building::begin(&mut buf);
+        frame.payload().extend_from_slice(b"abcd");
+        let err = frame.finish(3).expect_err("over the limit");
+        assert!(matches!(err, Error::FrameTooLarge { size: 4, limit: 3 }));
+        assert_eq!(buf.len(), 7);
+    }
 }

@@ -6,24 +6,37 @@
 //! example and WIRE.md for the protocol.
 //!
 //! # Layout
+//! Sockets:
 //! - `endpoint`: `tcp://…` / `unix:…` addresses, parsed and displayed ([`Endpoint`]).
 //! - `net`: one listener and stream type over TCP and Unix sockets, peer identity ([`Peer`]).
+//!
+//! The protocol, apart from I/O:
 //! - `frame`: length-prefixed frames and the frame size limit.
 //! - `codec`: the only module that calls bincode.
 //! - `wire`: the messages inside frames; mirrors WIRE.md.
-//! - `conn`: the shared write buffer and frame reader of a connection.
+//! - `proto`: each side of a connection as state machines without I/O: bytes and frames in,
+//!   what to send and what happened out (`inbound`, `outbound`, `server`, `client`).
+//!
+//! The I/O around it:
+//! - `conn`: a connection's writing: the outbound state machine driven by senders and a writer task.
 //! - `client`: [`Client`]: the call path and the connection's reader task.
 //! - `calls`: the client's calls in flight: ids, results, the in-flight limit, deadlines.
-//! - `server`: [`Server`]: configuration, accept loop, graceful shutdown.
+//! - `config`: [`ServerConfig`].
+//! - `server`: [`Server`]: accept loop, graceful shutdown.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
+//! - `task`: tasks whose panics are reported.
+//!
+//! The contract with generated code:
 //! - `context`: [`Context`], what a handler knows about its call.
 //! - `service`: [`Service`], the contract generated code implements.
 //! - `error`: [`Error`] and the wire error [`Code`]s.
-//! - `__fuzz` (hidden): the decoders, for fuzz targets and property tests.
+//! - `__fuzz` and `wire` (feature `internals`, hidden): the decoders, for fuzz targets and
+//!   tests; not a public API.
 
 mod calls;
 mod client;
 mod codec;
+mod config;
 mod conn;
 mod context;
 mod driver;
@@ -31,20 +44,28 @@ mod endpoint;
 mod error;
 mod frame;
 mod net;
+mod proto;
 mod server;
 mod service;
+mod task;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod wire;
+#[cfg(not(feature = "internals"))]
+mod wire;
 
 pub use client::{Client, ClientConfig};
+pub use config::ServerConfig;
 pub use context::Context;
 pub use endpoint::{Endpoint, ToEndpoint};
 pub use error::{Code, Error};
 pub use frame::DEFAULT_MAX_FRAME;
 pub use net::{Keepalive, Peer};
 pub use rpc_macros::service;
-pub use server::{Server, ServerConfig};
+pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
 
+#[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod __fuzz;
 

@@ -4,15 +4,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::Outbox;
-use crate::wire::{self, Header};
-use crate::{Code, Context, Error, Peer};
+use crate::codec::{self, CodecError};
+use crate::{Context, Peer};
 
 /// A running call: the future a [`Service`] returns for one request. It must end by calling
 /// [`Responder::send`] exactly once.
@@ -50,9 +49,15 @@ pub enum DispatchError {
     BadRequest(String),
 }
 
-/// Decodes a request body as the argument tuple `T`; used by generated code.
+/// Decodes a request body as the argument tuple `T`; used by generated code. A panic in a
+/// `Deserialize` implementation is caught, logged, and fails this call only.
 pub fn decode_args<T: DeserializeOwned>(body: &[u8]) -> Result<T, DispatchError> {
-    wire::decode_body(body).map_err(DispatchError::BadRequest)
+    codec::decode_exact(body).map_err(|e| {
+        if e.panicked {
+            tracing::error!(error = %e, "decoding a request's arguments panicked");
+        }
+        DispatchError::BadRequest(e.message)
+    })
 }
 
 /// Where the result of one request goes, and what the handler may know about it.
@@ -62,24 +67,27 @@ pub fn decode_args<T: DeserializeOwned>(body: &[u8]) -> Result<T, DispatchError>
 /// [`Context`]'s cancellation token, if a context was taken.
 #[derive(Debug)]
 pub struct Responder {
-    conn: Arc<Conn>,
+    sink: Arc<dyn Sink>,
     id: u64,
     deadline: Instant,
     /// Made on the first [`Responder::context`] call, so calls that never ask pay nothing.
     token: Option<CancellationToken>,
 }
 
-/// What the calls of one server connection share, so a [`Responder`] costs one reference
-/// count per request.
-#[derive(Debug)]
-pub(crate) struct Conn {
-    pub(crate) outbox: Arc<Outbox>,
-    pub(crate) peer: Arc<Peer>,
+/// Where a [`Responder`] delivers its call's outcome: the server connection the request came
+/// on. A trait, so that this contract does not depend on how connections are built.
+pub(crate) trait Sink: Send + Sync + std::fmt::Debug {
+    /// Who made the calls.
+    fn peer(&self) -> &Arc<Peer>;
+
+    /// Sends call `id`'s return value, which `body` encodes; a value that cannot be sent is
+    /// answered with a framework error instead.
+    fn respond(&self, id: u64, body: &mut dyn FnMut(&mut BytesMut) -> Result<(), CodecError>);
 }
 
 impl Responder {
-    pub(crate) fn new(conn: Arc<Conn>, id: u64, deadline: Instant) -> Self {
-        Responder { conn, id, deadline, token: None }
+    pub(crate) fn new(sink: Arc<dyn Sink>, id: u64, deadline: Instant) -> Self {
+        Responder { sink, id, deadline, token: None }
     }
 
     /// The id of the request being answered.
@@ -90,27 +98,18 @@ impl Responder {
     /// The call's [`Context`].
     pub fn context(&mut self) -> Context {
         let token = self.token.get_or_insert_with(CancellationToken::new).clone();
-        Context::new(self.id, self.deadline, self.conn.peer.clone(), token)
+        Context::new(self.id, self.deadline, self.sink.peer().clone(), token)
     }
 
     /// Sends `value` as the call's return value.
     ///
-    /// A value that cannot be encoded, or that is larger than the client accepts, is answered
-    /// with a framework error instead, so the caller always learns the outcome.
+    /// A value that cannot be encoded (its `Serialize` fails: code `EncodeFailed`, or panics:
+    /// `HandlerPanicked`), or that is larger than the client accepts (`FrameTooLarge`), is
+    /// answered with that framework error instead, so the caller always learns the outcome.
     pub fn send<T: Serialize + ?Sized>(mut self, value: &T) {
         // The call completed: it was not abandoned, so the token must not fire.
         self.token = None;
-        let sent = self.conn.outbox.send(&Header::Response { id: self.id }, Some(value));
-        let failure = match sent {
-            Ok(()) | Err(Error::ConnectionClosed) => return,
-            Err(Error::FrameTooLarge { size, limit }) => (
-                Code::FrameTooLarge,
-                format!("response of {size} bytes exceeds the client's limit of {limit} bytes"),
-            ),
-            Err(e) => (Code::BadRequest, format!("could not encode the response: {e}")),
-        };
-        tracing::warn!(id = self.id, error = %failure.1, "response not sent");
-        self.conn.outbox.fail_call(self.id, failure.0, &failure.1);
+        self.sink.respond(self.id, &mut |buf| codec::encode_into(value, buf));
     }
 }
 

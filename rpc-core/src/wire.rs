@@ -15,13 +15,17 @@
 //!
 //! The first frame in each direction is a [`Hello`] instead.
 
+// Public only with the `internals` feature (for the tests and fuzz targets).
+#![cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
+
 use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
-use crate::{Code, Error, frame};
+use crate::codec::{self, CodecError};
+use crate::frame::Building;
+use crate::{Code, Error};
 
 /// The four bytes that open every hello: "RPC" and a zero byte.
 pub const MAGIC: [u8; 4] = *b"RPC\0";
@@ -109,21 +113,30 @@ fn cut(message: &str) -> &str {
     &message[..end]
 }
 
-/// Appends one frame holding `header` and, if given, `body`. On error nothing is appended.
-pub(crate) fn encode<B: Serialize + ?Sized>(
+/// Appends one frame holding `header` and the body `encode_body` appends (nothing for the
+/// messages without one). On error, or if `encode_body` panics, nothing is appended.
+pub(crate) fn encode(
     buf: &mut BytesMut,
     header: &Header<'_>,
-    body: Option<&B>,
+    encode_body: impl FnOnce(&mut BytesMut) -> Result<(), CodecError>,
     limit: usize,
 ) -> Result<(), Error> {
-    let start = frame::begin(buf);
-    header.encode(buf);
-    let encoded = body.map_or(Ok(()), |b| codec::encode_into(b, buf));
-    if let Err(e) = encoded {
-        buf.truncate(start);
-        return Err(Error::Encode(e.to_string()));
-    }
-    frame::finish(buf, start, limit)
+    let mut frame = Building::begin(buf);
+    header.encode(frame.payload());
+    encode_body(frame.payload()).map_err(Error::from)?;
+    frame.finish(limit)
+}
+
+/// No body: the argument to [`encode`] for messages that carry none.
+pub(crate) fn no_body(_: &mut BytesMut) -> Result<(), CodecError> {
+    Ok(())
+}
+
+/// A body encoder for `value`.
+pub(crate) fn body<T: Serialize + ?Sized>(
+    value: &T,
+) -> impl FnOnce(&mut BytesMut) -> Result<(), CodecError> + '_ {
+    move |buf| codec::encode_into(value, buf)
 }
 
 /// Appends a hello frame.
@@ -133,10 +146,18 @@ pub(crate) fn encode_hello(buf: &mut BytesMut, max_frame: usize) {
         version: VERSION,
         max_frame: u32::try_from(max_frame).unwrap_or(u32::MAX),
     };
-    let start = frame::begin(buf);
     // A fixed-size struct of integers always encodes and is far below any limit.
-    let _ = codec::encode_into(&hello, buf);
-    let _ = frame::finish(buf, start, usize::MAX);
+    let _ = encode_framed(buf, |payload| codec::encode_into(&hello, payload));
+}
+
+/// Appends a frame whose whole payload `encode_payload` writes, with no limit.
+fn encode_framed(
+    buf: &mut BytesMut,
+    encode_payload: impl FnOnce(&mut BytesMut) -> Result<(), CodecError>,
+) -> Result<(), Error> {
+    let mut frame = Building::begin(buf);
+    encode_payload(frame.payload()).map_err(Error::from)?;
+    frame.finish(usize::MAX)
 }
 
 /// Decodes and checks a peer's hello payload; returns the largest frame the peer accepts.
@@ -217,10 +238,10 @@ impl Header<'_> {
         Ok(match at.u32()? {
             0 => Header::Request { id: at.u64()?, method: at.u32()?, budget_us: at.u64()? },
             1 => Header::Response { id: at.u64()? },
-            2 => Header::Failure { id: at.u64()?, code: at.u32()?, message: at.string()? },
+            2 => Header::Failure { id: at.u64()?, code: at.u32()?, message: at.message()? },
             3 => Header::Cancel { id: at.u64()? },
             4 => Header::GoAway,
-            5 => Header::Close { code: at.u32()?, message: at.string()? },
+            5 => Header::Close { code: at.u32()?, message: at.message()? },
             tag => return Err(format!("unknown message type {tag}")),
         })
     }
@@ -281,6 +302,20 @@ impl Cursor<'_> {
         self.varint(VARINT_U64)
     }
 
+    /// An error message, cut to [`MAX_MESSAGE`] bytes like the ones we send, so a peer that
+    /// sends longer ones cannot flood whoever shows them.
+    fn message(&mut self) -> Result<Cow<'static, str>, String> {
+        let text = self.string()?;
+        Ok(match text {
+            Cow::Owned(mut text) if text.len() > MAX_MESSAGE => {
+                let end = cut(&text).len();
+                text.truncate(end);
+                Cow::Owned(text)
+            }
+            text => text,
+        })
+    }
+
     fn string(&mut self) -> Result<Cow<'static, str>, String> {
         let len = self.u64()?;
         let rest = &self.bytes[self.at..];
@@ -298,4 +333,24 @@ impl Cursor<'_> {
 /// Decodes a body that must fill the rest of the frame exactly.
 pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     codec::decode_exact(body).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_over_the_limit_is_cut_at_a_character_boundary_when_decoded() {
+        // 'é' is two bytes: 300 of them cross the limit in the middle of one.
+        let long = "é".repeat(300);
+        let mut buf = BytesMut::new();
+        let close = Header::Close { code: 5, message: Cow::Borrowed(&long) };
+        encode(&mut buf, &close, no_body, usize::MAX).expect("encodes");
+        let (header, used) = decode_header(&buf[4..]).expect("decodes");
+        assert_eq!(used, buf.len() - 4, "the whole message is consumed");
+        match header {
+            Header::Close { message, .. } => assert_eq!(message, "é".repeat(256)),
+            other => panic!("{other:?}"),
+        }
+    }
 }

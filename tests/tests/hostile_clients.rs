@@ -229,7 +229,7 @@ async fn a_peer_dripping_its_hello_one_byte_per_second_is_dropped_at_the_handsha
             _ = read.read_to_end(&mut seen) => {}
         }
         let elapsed = started.elapsed();
-        assert!(seen.is_empty(), "the server said {seen:02x?}");
+        assert_handshake_timeout_close(&seen);
         assert!(sent < HELLO_4MIB.len(), "the whole hello went out: {sent} bytes");
         assert!(elapsed >= Duration::from_secs(10), "dropped after {elapsed:?}");
         assert!(elapsed < Duration::from_secs(12), "dropped after {elapsed:?}");
@@ -275,15 +275,29 @@ async fn hundreds_of_silent_peers_are_dropped_at_the_handshake_timeout_and_delay
         }
         serves_promptly(&server.endpoint, &earlier).await;
         assert_grew_less_than(before, 32, "300 silent peers");
-        // Each gets the server's hello, then the end of the stream.
+        // Each gets the server's hello, a Close naming the timeout, then the end of the stream.
         for socket in &mut silent {
             let mut seen = Vec::new();
             within(socket.read_to_end(&mut seen)).await.unwrap();
-            assert_eq!(seen, HELLO_4MIB);
+            assert_eq!(seen[..HELLO_4MIB.len()], HELLO_4MIB);
+            assert_handshake_timeout_close(&seen[HELLO_4MIB.len()..]);
         }
         serves_promptly(&server.endpoint, &earlier).await;
         server.stop().await.unwrap();
     }
+}
+
+/// `bytes` are exactly one Close frame, code 11, naming the handshake timeout.
+fn assert_handshake_timeout_close(bytes: &[u8]) {
+    assert!(bytes.len() > 4, "no Close frame: {bytes:02x?}");
+    let (header, body) = decode(&bytes[4..]);
+    match header {
+        Header::Close { code: 11, message } => {
+            assert!(message.contains("handshake timeout"), "{message}");
+        }
+        other => panic!("expected Close 11, got {other:?}"),
+    }
+    assert!(body.is_empty());
 }
 
 /// Expects a Failure for `id` with `code` as the next frame.
@@ -420,14 +434,15 @@ async fn battery(endpoint: &str) {
         let mut seen = Vec::new();
         tokio::select! {
             () = drip => {}
-            _ = read.read_to_end(&mut seen) => assert!(seen.is_empty()),
+            _ = read.read_to_end(&mut seen) => assert_handshake_timeout_close(&seen),
         }
     });
     attacks.spawn(async move {
         for mut socket in silent {
             let mut seen = Vec::new();
             socket.read_to_end(&mut seen).await.unwrap();
-            assert_eq!(seen, HELLO_4MIB);
+            assert_eq!(seen[..HELLO_4MIB.len()], HELLO_4MIB);
+            assert_handshake_timeout_close(&seen[HELLO_4MIB.len()..]);
         }
     });
 

@@ -1,0 +1,81 @@
+//! What the frames a server sends mean to a client. No I/O in here: the client's reader task
+//! (`client.rs`) feeds frames in and routes the events to the calls (`calls.rs`).
+
+use crate::wire::{self, Header};
+use crate::{Code, Error};
+
+/// What one frame from the server means.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Call `id` returned; its value is the frame from `body_at` on.
+    Response { id: u64, body_at: usize },
+    /// Call `id` failed in the framework.
+    Failure { id: u64, error: Error },
+    /// The server takes no new calls; those in flight finish.
+    GoAway,
+}
+
+/// Decodes one frame after the hellos. An error ends the connection: the server closed it
+/// (`Remote`, with the server's code), or broke the protocol (an error with a Close code,
+/// which the client sends before closing).
+pub(crate) fn on_frame(payload: &[u8]) -> Result<Event, Error> {
+    let (header, body_at) = wire::decode_header(payload)?;
+    match header {
+        Header::Response { id } => Ok(Event::Response { id, body_at }),
+        Header::Failure { id, code, message } => {
+            let error = Error::Remote { code: Code::from_u32(code), message: message.into_owned() };
+            Ok(Event::Failure { id, error })
+        }
+        Header::GoAway => Ok(Event::GoAway),
+        Header::Close { code, message } => {
+            Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() })
+        }
+        Header::Request { .. } | Header::Cancel { .. } => {
+            Err(Error::Protocol("the server sent a client-only message".to_owned()))
+        }
+    }
+}
+
+/// Decodes the server's first frame: its hello (the largest frame it accepts), or a Close in
+/// its place when it refuses the connection.
+pub(crate) fn on_server_hello(payload: &[u8]) -> Result<usize, Error> {
+    // A Close decodes as a header; a hello never does, as its first byte, the magic's 'R', is
+    // no message tag.
+    if let Ok((Header::Close { code, message }, _)) = wire::decode_header(payload) {
+        return Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() });
+    }
+    wire::decode_hello(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    fn payload(header: &Header<'_>) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        wire::encode(&mut buf, header, wire::no_body, usize::MAX).expect("encodes");
+        buf[4..].to_vec()
+    }
+
+    #[test]
+    fn a_refusal_in_place_of_the_hello_is_the_servers_error() {
+        let refusal = payload(&Header::close(Code::Overloaded, "full"));
+        let err = on_server_hello(&refusal).expect_err("refused");
+        assert_eq!(err.code(), Some(Code::Overloaded));
+        let mut hello = BytesMut::new();
+        wire::encode_hello(&mut hello, 4096);
+        assert_eq!(on_server_hello(&hello[4..]).expect("a hello"), 4096);
+    }
+
+    #[test]
+    fn close_ends_the_connection_with_the_servers_code_and_requests_break_the_protocol() {
+        let close = payload(&Header::close(Code::ShuttingDown, "bye"));
+        assert_eq!(on_frame(&close).expect_err("closed").code(), Some(Code::ShuttingDown));
+        let request = payload(&Header::Cancel { id: 1 });
+        let err = on_frame(&request).expect_err("a violation");
+        assert_eq!(err.close_code(), Some(Code::ProtocolViolation));
+        let failure = payload(&Header::failure(3, Code::UnknownMethod, "no such method"));
+        assert!(matches!(on_frame(&failure), Ok(Event::Failure { id: 3, .. })));
+    }
+}

@@ -1,0 +1,144 @@
+//! The read side of a connection: bytes as they arrive, cut into frame payloads. No socket in
+//! here: the I/O layer hands [`FrameReader::fill`] a function that reads.
+
+use std::io;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::{Error, frame};
+
+/// Size of each read from the socket; frames larger than this are read in several.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Bytes received and not yet handled, cut into frames.
+#[derive(Debug)]
+pub(crate) struct FrameReader {
+    buf: BytesMut,
+    max_frame: usize,
+}
+
+impl FrameReader {
+    pub(crate) fn new(max_frame: usize) -> FrameReader {
+        FrameReader { buf: BytesMut::new(), max_frame }
+    }
+
+    /// Hands the next complete payload in the buffer to `handle`, where it lies, and then
+    /// drops it from the buffer; `Ok(None)` when no complete frame is buffered.
+    pub(crate) fn with_next<R>(
+        &mut self,
+        handle: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, Error> {
+        let Some(size) = frame::complete(&self.buf, self.max_frame)? else { return Ok(None) };
+        let payload = &self.buf[frame::HEAD_LEN..frame::HEAD_LEN + size];
+        let handled = handle(payload);
+        self.buf.advance(frame::HEAD_LEN + size);
+        Ok(Some(handled))
+    }
+
+    /// The next complete payload, taken out of the buffer so it can outlive it; `Ok(None)`
+    /// when no complete frame is buffered.
+    pub(crate) fn next_buffered(&mut self) -> Result<Option<Bytes>, Error> {
+        let Some(size) = frame::complete(&self.buf, self.max_frame)? else { return Ok(None) };
+        self.buf.advance(frame::HEAD_LEN);
+        Ok(Some(self.buf.split_to(size).freeze()))
+    }
+
+    /// Appends bytes as if read from the socket.
+    #[cfg(feature = "internals")]
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held until the rest of their frame arrives.
+    #[cfg(any(test, feature = "internals"))]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Makes room and lets `read` append what the socket has (it returns the count, as
+    /// `read(2)` does). `Ok(false)` is a clean end of stream; an end in the middle of a frame
+    /// is an error; a read that would block changes nothing.
+    pub(crate) fn fill(
+        &mut self,
+        read: impl FnOnce(&mut BytesMut) -> io::Result<usize>,
+    ) -> Result<bool, Error> {
+        // Room for the rest of a frame whose head is in, if it is within the limit (one over
+        // it is refused before this is reached), so a large frame is not grown into piecemeal.
+        let missing = frame::declared(&self.buf)
+            .filter(|&size| size <= self.max_frame)
+            .map_or(0, |size| (frame::HEAD_LEN + size).saturating_sub(self.buf.len()));
+        let room = missing.max(READ_CHUNK / 4);
+        if self.buf.capacity() - self.buf.len() < room {
+            self.buf.reserve(room.max(READ_CHUNK));
+        }
+        match read(&mut self.buf) {
+            Ok(0) if self.buf.is_empty() => Ok(false),
+            Ok(0) => Err(Error::Protocol(format!(
+                "connection closed in the middle of a frame ({} bytes unread)",
+                self.buf.len()
+            ))),
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+
+    fn reads(reader: &mut FrameReader, bytes: &[u8]) -> Result<bool, Error> {
+        reader.fill(|buf| {
+            buf.put_slice(bytes);
+            Ok(bytes.len())
+        })
+    }
+
+    #[test]
+    fn a_frame_arriving_a_byte_at_a_time_is_cut_once_complete() {
+        let mut reader = FrameReader::new(1024);
+        let stream = [0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 0];
+        for (i, byte) in stream.iter().enumerate() {
+            assert!(reads(&mut reader, &[*byte]).expect("fine"));
+            let got = reader.with_next(<[u8]>::to_vec).expect("not corrupt");
+            match i {
+                6 => assert_eq!(got, Some(b"abc".to_vec())),
+                10 => assert_eq!(got, Some(Vec::new()), "a zero-length frame is a frame"),
+                _ => assert_eq!(got, None, "after byte {i}"),
+            }
+        }
+        assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn clean_eof_between_frames_and_eof_inside_one_are_told_apart() {
+        let mut reader = FrameReader::new(1024);
+        assert!(!reader.fill(|_| Ok(0)).expect("clean end"));
+        assert!(reads(&mut reader, &[0, 0, 0, 9, 1]).expect("fine"));
+        let err = reader.fill(|_| Ok(0)).expect_err("end mid-frame");
+        assert!(err.to_string().contains("middle of a frame"), "{err}");
+    }
+
+    #[test]
+    fn would_block_and_interrupted_change_nothing_and_errors_pass_through() {
+        let mut reader = FrameReader::new(1024);
+        assert!(reader.fill(|_| Err(io::ErrorKind::WouldBlock.into())).expect("fine"));
+        assert!(reader.fill(|_| Err(io::ErrorKind::Interrupted.into())).expect("fine"));
+        let err = reader.fill(|_| Err(io::ErrorKind::ConnectionReset.into())).expect_err("fails");
+        assert!(matches!(err, Error::Io(e) if e.kind() == io::ErrorKind::ConnectionReset));
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_its_bytes_arrive() {
+        let mut reader = FrameReader::new(1024);
+        assert!(reads(&mut reader, &[0, 0, 4, 1]).expect("fine"));
+        let err = reader.with_next(|_| ()).expect_err("too large");
+        assert!(matches!(err, Error::FrameTooLarge { size: 1025, limit: 1024 }));
+    }
+}

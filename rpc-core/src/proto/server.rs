@@ -1,0 +1,294 @@
+//! A server connection after the hellos, as a state machine: what each frame from the client
+//! means, which calls are running, and when the connection is done. No I/O, clock or task in
+//! here; the driver (`driver.rs`) runs the calls and moves the bytes.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+use crate::wire::{self, Header};
+use crate::{Code, Error};
+
+/// Where the connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Taking requests.
+    Serving,
+    /// GoAway was sent: later requests are refused; done once the running calls end.
+    GoingAway,
+    /// The client closed the connection: nothing more is read or started.
+    Closed,
+}
+
+/// What the driver does about one frame. `T` is the driver's name for a call running on a
+/// task (a ticket: its task id).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step<'a, T> {
+    /// Start call `id`: decode `body` as the arguments of `method` and run it within `budget`
+    /// (`None`: no deadline). If it does not finish at once, register it with
+    /// [`ServerConn::spawned`].
+    Call { id: u64, method: u32, budget: Option<Duration>, body: &'a [u8] },
+    /// Answer request `id` with a Failure at once.
+    Refuse { id: u64, code: Code, message: String },
+    /// Stop the running call with this ticket; nothing is sent for it.
+    Abort(T),
+    /// Nothing to do.
+    Nothing,
+    /// The client sent Close: the connection ends.
+    PeerClosed { code: Code, message: String },
+}
+
+/// The protocol state of one server connection. Calls running on tasks are known by a ticket
+/// `T` the driver gives them, and reaped by it, never by the request id, which the client
+/// chooses and may reuse once a call is cancelled.
+#[derive(Debug)]
+pub(crate) struct ServerConn<T> {
+    phase: Phase,
+    /// Calls running on their own task, by ticket, with their request id.
+    running: HashMap<T, u64>,
+    /// The running calls a Cancel can still reach, by request id.
+    by_id: HashMap<u64, T>,
+    /// Calls that may run at once; past it the driver stops reading.
+    max_in_flight: usize,
+}
+
+/// The budget that means "no deadline" (WIRE.md).
+pub(crate) const NO_DEADLINE: u64 = u64::MAX;
+
+impl<T: Copy + Eq + Hash> ServerConn<T> {
+    pub(crate) fn new(max_in_flight: usize) -> ServerConn<T> {
+        ServerConn {
+            phase: Phase::Serving,
+            running: HashMap::new(),
+            by_id: HashMap::new(),
+            max_in_flight: max_in_flight.max(1),
+        }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// What one frame from the client means. An error breaks the protocol: the connection
+    /// closes with the error's Close code.
+    pub(crate) fn on_frame<'a>(&mut self, payload: &'a [u8]) -> Result<Step<'a, T>, Error> {
+        if self.phase == Phase::Closed {
+            return Err(Error::Protocol("a frame after the connection closed".to_owned()));
+        }
+        let (header, body_at) = wire::decode_header(payload)?;
+        let step = match header {
+            Header::Request { id, method, budget_us } => {
+                self.request(id, method, budget_us, &payload[body_at..])
+            }
+            Header::Cancel { id } => self.by_id.remove(&id).map_or(Step::Nothing, Step::Abort),
+            Header::Close { code, message } => {
+                self.phase = Phase::Closed;
+                Step::PeerClosed { code: Code::from_u32(code), message: message.into_owned() }
+            }
+            Header::Response { .. } | Header::Failure { .. } | Header::GoAway => {
+                return Err(Error::Protocol("the client sent a server-only message".to_owned()));
+            }
+        };
+        Ok(step)
+    }
+
+    /// The checks a request passes before its method is looked up, in the order WIRE.md gives.
+    fn request<'a>(&self, id: u64, method: u32, budget_us: u64, body: &'a [u8]) -> Step<'a, T> {
+        let refuse = |code, message: &str| Step::Refuse { id, code, message: message.to_owned() };
+        if self.phase == Phase::GoingAway {
+            return refuse(Code::ShuttingDown, "the server is shutting down");
+        }
+        if self.by_id.contains_key(&id) {
+            let message = format!("request id {id} is already in flight on this connection");
+            return refuse(Code::BadRequest, &message);
+        }
+        let budget = match budget_us {
+            0 => return refuse(Code::DeadlineExceeded, "the call arrived with no time left"),
+            NO_DEADLINE => None,
+            us => Some(Duration::from_micros(us)),
+        };
+        Step::Call { id, method, budget, body }
+    }
+
+    /// Call `id` did not finish at once and now runs on a task known as `ticket`.
+    pub(crate) fn spawned(&mut self, id: u64, ticket: T) {
+        self.running.insert(ticket, id);
+        self.by_id.insert(id, ticket);
+    }
+
+    /// The task of `ticket` ended, however it ended.
+    pub(crate) fn reaped(&mut self, ticket: T) {
+        if let Some(id) = self.running.remove(&ticket)
+            && self.by_id.get(&id) == Some(&ticket)
+        {
+            self.by_id.remove(&id);
+        }
+    }
+
+    /// Starts going away; `true` the first time, when GoAway is to be sent.
+    pub(crate) fn go_away(&mut self) -> bool {
+        let first = self.phase == Phase::Serving;
+        if first {
+            self.phase = Phase::GoingAway;
+        }
+        first
+    }
+
+    /// The client closed its side (end of stream).
+    pub(crate) fn peer_closed(&mut self) {
+        self.phase = Phase::Closed;
+    }
+
+    /// Calls running on tasks (cancelled ones included until their task ends).
+    #[cfg(test)]
+    pub(crate) fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Whether another request may be read: below the in-flight limit and not closed.
+    pub(crate) fn wants_read(&self) -> bool {
+        self.phase != Phase::Closed && self.running.len() < self.max_in_flight
+    }
+
+    /// Whether the connection has nothing left to do: gone away with every call ended, or
+    /// closed by the client.
+    pub(crate) fn is_done(&self) -> bool {
+        match self.phase {
+            Phase::Serving => false,
+            Phase::GoingAway => self.running.is_empty(),
+            Phase::Closed => true,
+        }
+    }
+
+    /// The request ids of the calls still owed an answer (not cancelled).
+    pub(crate) fn owed(&self) -> impl Iterator<Item = u64> + '_ {
+        self.by_id.keys().copied()
+    }
+}
+
+/// The Failure to send, and whether to log it as a bug, when a call's return value could not
+/// be sent: too large for the client, or its `Serialize` failed or panicked.
+pub(crate) fn unsendable(error: &Error, panicked: bool) -> (Code, String) {
+    match error {
+        Error::FrameTooLarge { size, limit } => (
+            Code::FrameTooLarge,
+            format!("response of {size} bytes exceeds the client's limit of {limit} bytes"),
+        ),
+        e if panicked => {
+            (Code::HandlerPanicked, format!("the return value could not be encoded: {e}"))
+        }
+        e => (Code::EncodeFailed, format!("the return value could not be encoded: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    fn frame(header: &Header<'_>, body: &[u8]) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        wire::encode(
+            &mut buf,
+            header,
+            |b: &mut BytesMut| {
+                b.extend_from_slice(body);
+                Ok(())
+            },
+            usize::MAX,
+        )
+        .expect("encodes");
+        buf[4..].to_vec()
+    }
+
+    fn request(id: u64, budget_us: u64) -> Vec<u8> {
+        frame(&Header::Request { id, method: 9, budget_us }, b"args")
+    }
+
+    #[test]
+    fn a_request_becomes_a_call_with_its_budget_and_body() {
+        let mut conn = ServerConn::<u64>::new(4);
+        let payload = request(1, 2_000_000);
+        let step = conn.on_frame(&payload).expect("valid");
+        let budget = Some(Duration::from_secs(2));
+        assert_eq!(step, Step::Call { id: 1, method: 9, budget, body: b"args" });
+        let payload = request(2, NO_DEADLINE);
+        let step = conn.on_frame(&payload).expect("valid");
+        assert_eq!(step, Step::Call { id: 2, method: 9, budget: None, body: b"args" });
+    }
+
+    #[test]
+    fn refusals_come_in_the_documented_order() {
+        let mut conn = ServerConn::new(4);
+        conn.spawned(5, 0);
+        let refused = |step: Step<'_, u64>| match step {
+            Step::Refuse { code, .. } => code,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        // A reused id wins over a zero budget.
+        assert_eq!(refused(conn.on_frame(&request(5, 0)).expect("valid")), Code::BadRequest);
+        assert_eq!(refused(conn.on_frame(&request(6, 0)).expect("valid")), Code::DeadlineExceeded);
+        // Going away wins over everything.
+        assert!(conn.go_away());
+        assert!(!conn.go_away(), "GoAway is sent once");
+        assert_eq!(refused(conn.on_frame(&request(5, 0)).expect("valid")), Code::ShuttingDown);
+    }
+
+    #[test]
+    fn a_reused_id_cannot_let_calls_escape_the_limit_or_cancel() {
+        let mut conn = ServerConn::new(2);
+        let first = 1;
+        conn.spawned(7, first);
+        let cancel = frame(&Header::Cancel { id: 7 }, b"");
+        assert_eq!(conn.on_frame(&cancel).expect("valid"), Step::Abort(first));
+        // The client reuses id 7 while the first task is still winding down.
+        let second = 2;
+        conn.spawned(7, second);
+        assert_eq!(conn.running(), 2);
+        assert!(!conn.wants_read(), "both tasks count against the limit");
+        // The first task ends: the second keeps its place and stays cancellable.
+        conn.reaped(first);
+        assert_eq!(conn.running(), 1);
+        assert_eq!(conn.on_frame(&cancel).expect("valid"), Step::Abort(second));
+        assert_eq!(conn.on_frame(&cancel).expect("valid"), Step::Nothing);
+        conn.reaped(second);
+        assert_eq!(conn.running(), 0);
+        assert!(conn.wants_read());
+    }
+
+    #[test]
+    fn going_away_is_done_when_the_last_call_ends() {
+        let mut conn = ServerConn::new(4);
+        let ticket = 10;
+        conn.spawned(1, ticket);
+        conn.go_away();
+        assert!(!conn.is_done());
+        assert_eq!(conn.owed().collect::<Vec<_>>(), vec![1]);
+        conn.reaped(ticket);
+        assert!(conn.is_done());
+    }
+
+    #[test]
+    fn server_only_messages_and_garbage_break_the_protocol_and_close_ends_it() {
+        let mut conn = ServerConn::<u64>::new(4);
+        for bad in [frame(&Header::GoAway, b""), frame(&Header::Response { id: 1 }, b""), vec![99]]
+        {
+            let err = conn.on_frame(&bad).expect_err("a violation");
+            assert_eq!(err.close_code(), Some(Code::ProtocolViolation));
+        }
+        let close = frame(&Header::close(Code::FrameTooLarge, "too big"), b"");
+        let step = conn.on_frame(&close).expect("valid");
+        assert_eq!(step, Step::PeerClosed { code: Code::FrameTooLarge, message: "too big".into() });
+        assert!(conn.is_done());
+        assert!(!conn.wants_read());
+    }
+
+    #[test]
+    fn an_unsendable_value_gets_its_own_code() {
+        let too_big = Error::FrameTooLarge { size: 10, limit: 5 };
+        assert_eq!(unsendable(&too_big, false).0, Code::FrameTooLarge);
+        let failed = Error::Encode("no".into());
+        assert_eq!(unsendable(&failed, false).0, Code::EncodeFailed);
+        assert_eq!(unsendable(&failed, true).0, Code::HandlerPanicked);
+    }
+}
