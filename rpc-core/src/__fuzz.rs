@@ -31,7 +31,7 @@ impl Frames {
     /// The next complete payload; `Ok(None)` until more bytes arrive, `Err` when the stream is
     /// corrupt and the connection would close.
     pub fn next_payload(&mut self) -> Result<Option<Vec<u8>>, Error> {
-        self.0.with_next(<[u8]>::to_vec)
+        self.0.with_next(|payload| Some(payload.to_vec()))
     }
 
     /// Bytes held until the rest of their frame arrives.

@@ -9,6 +9,7 @@
 //! Every change of what waiters can observe ([`Signal`]) wakes them through one [`Notify`].
 
 use std::io;
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -176,7 +177,7 @@ impl Outbox {
                 (out.needs_task(), out.state())
             };
             match state {
-                State::Closed | State::Failed => return,
+                State::Closed | State::Failed => return self.shut(state),
                 State::Closing(_) => {
                     closing_since.get_or_insert_with(tokio::time::Instant::now);
                 }
@@ -194,11 +195,21 @@ impl Outbox {
             };
             if ready.is_err() {
                 self.update(Outbound::fail);
-                return;
+                return self.shut(State::Failed);
             }
             let turn = self.update(Outbound::resume);
             self.write_turns(turn);
         }
+    }
+}
+
+impl Outbox {
+    /// Once writing is over, tells the peer: the end of our stream after everything was
+    /// written, or of both directions when writing was abandoned. Whoever still holds the
+    /// socket (a client handle) then holds a socket the peer has seen close.
+    fn shut(&self, end: State) {
+        let how = if end == State::Closed { Shutdown::Write } else { Shutdown::Both };
+        let _ = self.stream.shutdown(how);
     }
 }
 

@@ -246,6 +246,7 @@ impl<S: Service> Driver<S> {
                     };
                     self.tasks.remove(&id);
                     self.proto.reaped(id);
+
                 }
                 () = &mut go_away, if self.proto.phase() == server::Phase::Serving => {
                     if self.proto.go_away() {
@@ -263,15 +264,15 @@ impl<S: Service> Driver<S> {
         }
     }
 
-    /// Handles the complete frames in the read buffer, while more may be started.
+    /// Handles the complete frames in the read buffer, up to a request that must wait.
     fn handle_buffered(&mut self, reader: &mut FrameReader) -> Result<(), Error> {
         // Read once per batch: its requests arrived with the same read, and their deadlines
         // count from then.
         let mut arrived = None;
         // Checked per frame, not per batch: one read can hold hundreds of small requests for
         // large responses, and a peer that reads none of them must not make us queue them all.
-        while self.proto.wants_read() && !self.sink.outbox.over_high_water() {
-            match reader.with_next(|frame| self.handle(frame, &mut arrived))? {
+        while self.proto.phase() != server::Phase::Closed && !self.sink.outbox.over_high_water() {
+            match reader.with_next(|frame| self.handle(frame, &mut arrived).transpose())? {
                 None => return Ok(()),
                 Some(handled) => handled?,
             }
@@ -279,9 +280,10 @@ impl<S: Service> Driver<S> {
         Ok(())
     }
 
-    /// Handles one frame where it lies in the read buffer.
-    fn handle(&mut self, frame: &[u8], arrived: &mut Option<Instant>) -> Result<(), Error> {
+    /// Handles one frame where it lies in the read buffer; `Ok(None)` leaves it there.
+    fn handle(&mut self, frame: &[u8], arrived: &mut Option<Instant>) -> Result<Option<()>, Error> {
         match self.proto.on_frame(frame)? {
+            Step::Wait => return Ok(None),
             Step::Call { id, method, budget, body } => {
                 let arrived = *arrived.get_or_insert_with(Instant::now);
                 self.start(id, method, budget.and_then(|b| arrived.checked_add(b)), body);
@@ -297,7 +299,7 @@ impl<S: Service> Driver<S> {
                 tracing::debug!(%code, %message, "peer closed the connection");
             }
         }
-        Ok(())
+        Ok(Some(()))
     }
 
     /// Starts one call: decode, run it inline until it first waits, then on its own task.

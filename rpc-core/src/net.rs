@@ -160,6 +160,15 @@ impl Stream {
         }
     }
 
+    /// Shuts down one or both directions, so the peer sees the end of the stream although
+    /// this socket stays open until its last user drops it.
+    pub(crate) fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s).shutdown(how),
+            Stream::Unix(s) => socket2::SockRef::from(s).shutdown(how),
+        }
+    }
+
     pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.try_write(buf),

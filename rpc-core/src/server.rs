@@ -130,20 +130,38 @@ impl Server {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                Some(done) = conns.join_next(), if !conns.is_empty() => log_panic(done),
             }
         }
         tracing::info!(connections = conns.len(), "shutting down");
         drop(self.listener);
         go_away.cancel();
-        let drain = async { while conns.join_next().await.is_some() {} };
+        let drain = async {
+            while let Some(done) = conns.join_next().await {
+                log_panic(done);
+            }
+        };
         if tokio::time::timeout(self.config.shutdown_grace, drain).await.is_err() {
             hard_stop.cancel();
-            let drain = async { while conns.join_next().await.is_some() {} };
+            let drain = async {
+                while let Some(done) = conns.join_next().await {
+                    log_panic(done);
+                }
+            };
             if tokio::time::timeout(Duration::from_secs(1), drain).await.is_err() {
                 conns.shutdown().await;
             }
         }
         Ok(())
+    }
+}
+
+/// Logs a connection task that panicked; its connection is gone, the server goes on.
+fn log_panic(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        let panic = crate::task::panic_message(e.into_panic().as_ref());
+        tracing::error!(panic, "a connection task panicked; its connection is closed");
     }
 }

@@ -23,16 +23,19 @@ impl FrameReader {
     }
 
     /// Hands the next complete payload in the buffer to `handle`, where it lies, and then
-    /// drops it from the buffer; `Ok(None)` when no complete frame is buffered.
+    /// drops it from the buffer, unless `handle` returns `None`: then the frame stays, to be
+    /// handled later. `Ok(None)` when no complete frame is buffered, or it stays.
     pub(crate) fn with_next<R>(
         &mut self,
-        handle: impl FnOnce(&[u8]) -> R,
+        handle: impl FnOnce(&[u8]) -> Option<R>,
     ) -> Result<Option<R>, Error> {
         let Some(size) = frame::complete(&self.buf, self.max_frame)? else { return Ok(None) };
         let payload = &self.buf[frame::HEAD_LEN..frame::HEAD_LEN + size];
         let handled = handle(payload);
-        self.buf.advance(frame::HEAD_LEN + size);
-        Ok(Some(handled))
+        if handled.is_some() {
+            self.buf.advance(frame::HEAD_LEN + size);
+        }
+        Ok(handled)
     }
 
     /// The next complete payload, taken out of the buffer so it can outlive it; `Ok(None)`
@@ -106,7 +109,7 @@ mod tests {
         let stream = [0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 0];
         for (i, byte) in stream.iter().enumerate() {
             assert!(reads(&mut reader, &[*byte]).expect("fine"));
-            let got = reader.with_next(<[u8]>::to_vec).expect("not corrupt");
+            let got = reader.with_next(|p| Some(p.to_vec())).expect("not corrupt");
             match i {
                 6 => assert_eq!(got, Some(b"abc".to_vec())),
                 10 => assert_eq!(got, Some(Vec::new()), "a zero-length frame is a frame"),
@@ -114,6 +117,15 @@ mod tests {
             }
         }
         assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn a_frame_its_handler_leaves_stays_for_the_next_look() {
+        let mut reader = FrameReader::new(1024);
+        assert!(reads(&mut reader, &[0, 0, 0, 1, 7, 0, 0, 0, 1, 8]).expect("fine"));
+        assert_eq!(reader.with_next(|_| None::<()>).expect("fine"), None);
+        assert_eq!(reader.with_next(|p| Some(p.to_vec())).expect("fine"), Some(vec![7]));
+        assert_eq!(reader.with_next(|p| Some(p.to_vec())).expect("fine"), Some(vec![8]));
     }
 
     #[test]
@@ -138,7 +150,7 @@ mod tests {
     fn a_declared_length_over_the_limit_is_refused_before_its_bytes_arrive() {
         let mut reader = FrameReader::new(1024);
         assert!(reads(&mut reader, &[0, 0, 4, 1]).expect("fine"));
-        let err = reader.with_next(|_| ()).expect_err("too large");
+        let err = reader.with_next(|_| Some(())).expect_err("too large");
         assert!(matches!(err, Error::FrameTooLarge { size: 1025, limit: 1024 }));
     }
 }

@@ -28,6 +28,10 @@ pub(crate) enum Step<'a, T> {
     /// (`None`: no deadline). If it does not finish at once, register it with
     /// [`ServerConn::spawned`].
     Call { id: u64, method: u32, budget: Option<Duration>, body: &'a [u8] },
+    /// The request waits: as many calls run as may. Leave the frame where it is and look again
+    /// when one ends; frames before it (a Cancel) were handled, so a Cancel is never stuck
+    /// behind the limit it would relieve.
+    Wait,
     /// Answer request `id` with a Failure at once.
     Refuse { id: u64, code: Code, message: String },
     /// Stop the running call with this ticket; nothing is sent for it.
@@ -98,6 +102,9 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
         if self.phase == Phase::GoingAway {
             return refuse(Code::ShuttingDown, "the server is shutting down");
         }
+        if self.running.len() >= self.max_in_flight {
+            return Step::Wait;
+        }
         if self.by_id.contains_key(&id) {
             let message = format!("request id {id} is already in flight on this connection");
             return refuse(Code::BadRequest, &message);
@@ -145,7 +152,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
         self.running.len()
     }
 
-    /// Whether another request may be read: below the in-flight limit and not closed.
+    /// Whether to read more from the socket: below the in-flight limit and not closed.
     pub(crate) fn wants_read(&self) -> bool {
         self.phase != Phase::Closed && self.running.len() < self.max_in_flight
     }
@@ -246,6 +253,8 @@ mod tests {
         conn.spawned(7, second);
         assert_eq!(conn.running(), 2);
         assert!(!conn.wants_read(), "both tasks count against the limit");
+        let payload = request(8, 1_000);
+        assert_eq!(conn.on_frame(&payload).expect("valid"), Step::Wait);
         // The first task ends: the second keeps its place and stays cancellable.
         conn.reaped(first);
         assert_eq!(conn.running(), 1);
