@@ -146,7 +146,7 @@ fn message(mut payload: Vec<u8>, client: bool) -> Result<Event, Error> {
             let _ = wire::decode_body::<Result<String, (u8, bool)>>(&body);
         }
         (Header::Cancel { .. }, false) | (Header::Close { .. }, _) => {}
-        (Header::Failure { .. } | Header::GoAway, true) => {}
+        (Header::Failure { .. } | Header::GoAway { .. }, true) => {}
         _ => return Err(Error::Protocol("a message only the other side sends".to_owned())),
     }
     Ok(Event::Message(header, body))

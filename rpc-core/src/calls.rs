@@ -69,8 +69,8 @@ struct ShardState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
-    /// The server sent GoAway.
-    GoingAway,
+    /// The server sent GoAway: calls with higher ids than `last_id` never started.
+    GoingAway { last_id: u64 },
     /// The connection is gone.
     Closed,
 }
@@ -136,7 +136,7 @@ impl Calls {
             self.release_slot();
             return Err(match refusal {
                 Refusal::Closed => Error::ConnectionClosed,
-                Refusal::GoingAway => Error::Remote {
+                Refusal::GoingAway { .. } => Error::Remote {
                     code: Code::ShuttingDown,
                     message: "the server is shutting down (it sent GoAway)".to_owned(),
                 },
@@ -250,10 +250,11 @@ impl Calls {
         Ok(())
     }
 
-    /// The server sent GoAway: new calls are refused, calls in flight go on.
-    pub(crate) fn go_away(&self) {
+    /// The server sent GoAway: new calls are refused, calls in flight go on; those with ids
+    /// above `last_id` never started, and end as such if the connection closes first.
+    pub(crate) fn go_away(&self, last_id: u64) {
         for k in 0..SHARDS {
-            self.lock_shard(k).refused.get_or_insert(Refusal::GoingAway);
+            self.lock_shard(k).refused.get_or_insert(Refusal::GoingAway { last_id });
         }
     }
 
@@ -263,11 +264,14 @@ impl Calls {
         let mut wakers = Vec::new();
         for k in 0..SHARDS {
             let mut shard = self.lock_shard(k);
-            shard.refused = Some(Refusal::Closed);
-            for slot in shard.pending.values_mut() {
+            let started = match shard.refused.replace(Refusal::Closed) {
+                Some(Refusal::GoingAway { last_id }) => last_id,
+                _ => u64::MAX,
+            };
+            for (&id, slot) in shard.pending.iter_mut() {
                 if let Slot::Waiting { waker, .. } = slot {
                     wakers.extend(waker.take());
-                    *slot = Slot::Done(Err(error()));
+                    *slot = Slot::Done(Err(if id > started { never_started() } else { error() }));
                 }
             }
         }
@@ -332,6 +336,15 @@ impl Calls {
     fn nanos(&self, at: Instant) -> u64 {
         let nanos = at.saturating_duration_since(self.epoch).as_nanos();
         u64::try_from(nanos).unwrap_or(NO_ALARM - 1)
+    }
+}
+
+/// The error of a call that the server, going away, never started: it is safe to send again.
+fn never_started() -> Error {
+    Error::Remote {
+        code: Code::ShuttingDown,
+        message: "the server shut down before the call started; it is safe to send again"
+            .to_owned(),
     }
 }
 

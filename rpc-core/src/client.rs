@@ -272,8 +272,8 @@ impl Shared {
         match proto::on_frame(&frame)? {
             Event::Response { id, body_at } => self.calls.complete(id, Ok(frame.slice(body_at..))),
             Event::Failure { id, error } => self.calls.complete(id, Err(error)),
-            Event::GoAway => {
-                self.calls.go_away();
+            Event::GoAway { last_id } => {
+                self.calls.go_away(last_id);
                 Ok(())
             }
         }

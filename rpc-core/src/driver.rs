@@ -34,14 +34,21 @@ pub(crate) async fn refuse(stream: Stream, limit: usize) {
 }
 
 /// Writes a Close frame on a connection that has no writer task (before or instead of the
-/// hello), then reads and discards until the peer hangs up. Closing a TCP socket with unread
-/// bytes (the peer's hello) sends a reset, which can destroy the Close frame before the peer
-/// reads it. Gives up after a second so a peer cannot hold us.
+/// hello), then waits for the peer to hang up (see [`discard_until_closed`]).
 async fn send_close(stream: &Stream, code: Code, message: &str) {
     let mut buf = BytesMut::new();
     let _ = wire::encode(&mut buf, &Header::close(code, message), wire::no_body, usize::MAX);
-    let linger = async {
-        conn::write_all(stream, buf).await?;
+    if conn::write_all(stream, buf).await.is_ok() {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        discard_until_closed(stream, Duration::from_secs(1)).await;
+    }
+}
+
+/// Reads and drops what the peer still sends until it hangs up, for at most `limit`. Closing a
+/// socket with unread bytes makes the kernel send a reset, which can destroy our last frames
+/// (a Close, the answers before a GoAway's end) before the peer has read them.
+async fn discard_until_closed(stream: &Stream, limit: Duration) {
+    let drain = async {
         let mut sink = BytesMut::with_capacity(1024);
         loop {
             stream.readable().await?;
@@ -53,7 +60,7 @@ async fn send_close(stream: &Stream, code: Code, message: &str) {
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
+    let _ = tokio::time::timeout(limit, drain).await;
 }
 
 /// Serves one connection from hello to close.
@@ -129,7 +136,12 @@ pub(crate) async fn serve_conn<S: Service>(
     // Handlers still running are dropped with the driver: nobody is left to answer.
     drop(driver);
     outbox.close(true);
+    // The writer shuts our side down once everything queued is written.
     let _ = writer.await;
+    // Requests the client wrote before it read our GoAway (or Close) may still come: they
+    // are dropped unanswered, and the client, having read our end of stream, knows from
+    // GoAway's last id that they never started.
+    discard_until_closed(&stream, Duration::from_secs(5)).await;
 }
 
 /// Waits for the next frame during the handshake. `Ok(None)` is a clean end of stream.
@@ -249,8 +261,8 @@ impl<S: Service> Driver<S> {
 
                 }
                 () = &mut go_away, if self.proto.phase() == server::Phase::Serving => {
-                    if self.proto.go_away() {
-                        let _ = outbox.send(&Header::GoAway, wire::no_body);
+                    if let Some(go_away) = self.proto.go_away() {
+                        let _ = outbox.send(&go_away, wire::no_body);
                     }
                 }
                 () = &mut hard_stop => {

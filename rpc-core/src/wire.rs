@@ -9,7 +9,7 @@
 //!   Response { id }                     ++ bincode(return value)
 //!   Failure  { id, code, message }
 //!   Cancel   { id }
-//!   GoAway
+//!   GoAway   { last_id }
 //!   Close    { code, message }
 //! ```
 //!
@@ -30,8 +30,9 @@ use crate::{Code, Error};
 /// The four bytes that open every hello: "RPC" and a zero byte.
 pub const MAGIC: [u8; 4] = *b"RPC\0";
 
-/// The protocol version this crate speaks.
-pub const VERSION: u16 = 1;
+/// The protocol version this crate speaks. Version 2 added GoAway's `last_id`; a version-1
+/// peer is refused with a Close naming both versions.
+pub const VERSION: u16 = 2;
 
 /// The first frame each side sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +77,11 @@ pub enum Header<'a> {
         id: u64,
     },
     /// Server → client: no new requests will be accepted; in-flight ones will finish.
-    GoAway,
+    GoAway {
+        /// The highest request id the server took before going away (0: none). A call with a
+        /// higher id never started, so it is safe to send again elsewhere.
+        last_id: u64,
+    },
     /// Either way: a fatal error; the sender closes the connection after this frame.
     Close {
         /// A [`Code`] number.
@@ -225,7 +230,10 @@ impl Header<'_> {
                 put_varint(buf, 3);
                 put_varint(buf, *id);
             }
-            Header::GoAway => put_varint(buf, 4),
+            Header::GoAway { last_id } => {
+                put_varint(buf, 4);
+                put_varint(buf, *last_id);
+            }
             Header::Close { code, message } => {
                 put_varint(buf, 5);
                 put_varint(buf, u64::from(*code));
@@ -240,7 +248,7 @@ impl Header<'_> {
             1 => Header::Response { id: at.u64()? },
             2 => Header::Failure { id: at.u64()?, code: at.u32()?, message: at.message()? },
             3 => Header::Cancel { id: at.u64()? },
-            4 => Header::GoAway,
+            4 => Header::GoAway { last_id: at.u64()? },
             5 => Header::Close { code: at.u32()?, message: at.message()? },
             tag => return Err(format!("unknown message type {tag}")),
         })

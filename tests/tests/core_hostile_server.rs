@@ -59,14 +59,14 @@ async fn refuses_new_calls(client: &Client) {
 #[tokio::test]
 async fn a_server_hello_with_another_version_fails_connect_with_version_mismatch() {
     let (listener, endpoint) = listen().await;
-    let v2 = hello(2, 1024);
+    let v1 = hello(1, 1024);
     let (client, _socket) = within(async {
-        tokio::join!(Client::connect(endpoint.as_str()), accept_with(&listener, &v2))
+        tokio::join!(Client::connect(endpoint.as_str()), accept_with(&listener, &v1))
     })
     .await;
     match client.unwrap_err() {
-        Error::VersionMismatch { ours: 1, theirs: 2 } => {}
-        other => panic!("expected VersionMismatch {{ ours: 1, theirs: 2 }}, got {other:?}"),
+        Error::VersionMismatch { ours: 2, theirs: 1 } => {}
+        other => panic!("expected VersionMismatch {{ ours: 2, theirs: 1 }}, got {other:?}"),
     }
 }
 
@@ -275,7 +275,7 @@ async fn a_response_body_of_the_wrong_type_fails_that_call_only() {
 #[tokio::test]
 async fn a_request_over_the_servers_announced_limit_is_refused_before_it_is_written() {
     let (listener, endpoint) = listen().await;
-    let small = hello(1, 1024);
+    let small = hello(2, 1024);
     let (client, mut socket) = within(async {
         tokio::join!(Client::connect(endpoint.as_str()), accept_with(&listener, &small))
     })
@@ -297,7 +297,7 @@ async fn a_request_over_the_servers_announced_limit_is_refused_before_it_is_writ
 #[tokio::test]
 async fn a_server_announcing_a_max_frame_below_the_minimum_is_refused() {
     let (listener, endpoint) = listen().await;
-    let tiny = hello(1, 32);
+    let tiny = hello(2, 32);
     let (client, _socket) = within(async {
         tokio::join!(Client::connect(endpoint.as_str()), accept_with(&listener, &tiny))
     })
@@ -313,7 +313,7 @@ async fn a_goaway_makes_new_calls_fail_with_shutting_down_and_pending_ones_finis
     let (client, mut socket) = connected().await;
     let pending = spawn_call(&client, 1);
     expect_frame(&mut socket).await;
-    socket.write_all(&message(&Header::GoAway, &[])).await.unwrap();
+    socket.write_all(&message(&Header::GoAway { last_id: 1 }, &[])).await.unwrap();
     // The GoAway is read before the Response behind it, so once call 1 has its answer, new
     // calls are refused without being sent.
     socket.write_all(&message(&Header::Response { id: 1 }, &bincode(&1_u64))).await.unwrap();

@@ -111,7 +111,7 @@ async fn a_length_just_over_a_small_limit_is_refused_and_one_at_the_limit_is_rea
 async fn after_a_close_the_server_hangs_up_even_if_the_peer_does_not() {
     let server = start("tcp://127.0.0.1:0").await;
     let mut socket = connect_raw(&server).await;
-    socket.write_all(&hello(2, 1024)).await.unwrap();
+    socket.write_all(&hello(1, 1024)).await.unwrap();
     assert_eq!(decode_close(&expect_frame(&mut socket).await).0, 10);
     expect_closed(&mut socket).await;
     server.stop().await.unwrap();
@@ -150,7 +150,7 @@ async fn a_hello_with_another_version_is_answered_with_close_10_naming_both() {
     let server = start("tcp://127.0.0.1:0").await;
     let earlier = Client::connect(&server.endpoint).await.unwrap();
     let mut socket = connect_raw(&server).await;
-    socket.write_all(&hello(2, 4_194_304)).await.unwrap();
+    socket.write_all(&hello(1, 4_194_304)).await.unwrap();
     let (code, message) = expect_close_then_eof(&mut socket).await;
     assert_eq!(code, Code::VersionMismatch.to_u32());
     assert_eq!(code, 10);
@@ -192,7 +192,7 @@ async fn a_garbage_header_after_the_hello_is_answered_with_close_11() {
 async fn a_server_only_message_from_a_client_is_answered_with_close_11() {
     let server = start("tcp://127.0.0.1:0").await;
     let server_only = [
-        message(&Header::GoAway, &[]),
+        message(&Header::GoAway { last_id: 0 }, &[]),
         message(&Header::Response { id: 1 }, &bincode(&5_i64)),
         message(&Header::Failure { id: 1, code: 1, message: Cow::Borrowed("no") }, &[]),
     ];

@@ -60,7 +60,8 @@ async fn goaway_goes_out_at_once_and_requests_after_it_get_shutting_down() {
     socket.write_all(&request(1, BLOCK, &(1_u64,))).await.unwrap();
     assert_eq!(server.gate.entered().await, 1);
     server.shutdown();
-    assert_eq!(frame(&expect_frame(&mut socket).await), [0, 0, 0, 1, 0x04], "GoAway");
+    // GoAway names request 1, the last one taken.
+    assert_eq!(frame(&expect_frame(&mut socket).await), [0, 0, 0, 2, 0x04, 0x01], "GoAway");
     socket.write_all(&request(2, ADD, &(1_i64, 1_i64))).await.unwrap();
     match decode(&expect_frame(&mut socket).await) {
         (Header::Failure { id: 2, code: 8, .. }, _) => {}

@@ -25,11 +25,11 @@ const NONE: Option<&()> = None;
 fn hello_announcing_4_mib_is_magic_version_and_limit() {
     let hello = Hello { magic: MAGIC, version: VERSION, max_frame: 4_194_304 };
     assert_eq!(MAGIC, *b"RPC\0");
-    assert_eq!(VERSION, 1);
+    assert_eq!(VERSION, 2);
     assert_eq!(DEFAULT_MAX_FRAME, 4_194_304);
     assert_eq!(
         frame(&bincode(&hello)),
-        [0x00, 0x00, 0x00, 0x0a, 0x52, 0x50, 0x43, 0x00, 0x01, 0xfc, 0x00, 0x00, 0x40, 0x00]
+        [0x00, 0x00, 0x00, 0x0a, 0x52, 0x50, 0x43, 0x00, 0x02, 0xfc, 0x00, 0x00, 0x40, 0x00]
     );
     assert_eq!(frame(&bincode(&hello)), HELLO_4MIB);
 }
@@ -69,7 +69,11 @@ fn cancel_is_tag_and_id() {
 
 #[test]
 fn goaway_is_its_tag_alone() {
-    assert_eq!(golden(&Header::GoAway, NONE), [0, 0, 0, 1, 0x04]);
+    assert_eq!(golden(&Header::GoAway { last_id: 0 }, NONE), [0, 0, 0, 2, 0x04, 0x00]);
+    assert_eq!(
+        golden(&Header::GoAway { last_id: 300 }, NONE),
+        [0, 0, 0, 4, 0x04, 0xfb, 0x2c, 0x01]
+    );
 }
 
 #[test]
@@ -94,7 +98,7 @@ fn golden_payloads_decode_back_to_their_headers() {
         Header::Response { id: 1 },
         Header::Failure { id: 7, code: 1, message: Cow::Borrowed("no") },
         Header::Cancel { id: 300 },
-        Header::GoAway,
+        Header::GoAway { last_id: 7 },
         Header::Close { code: 9, message: Cow::Borrowed("x") },
     ];
     for header in headers {

@@ -26,7 +26,7 @@ fn header() -> impl Strategy<Value = Header<'static>> {
             Header::Failure { id, code: code as u32, message: Cow::Owned(message) }
         }),
         int().prop_map(|id| Header::Cancel { id }),
-        Just(Header::GoAway),
+        int().prop_map(|last_id| Header::GoAway { last_id }),
         // At most 4 bytes a character: within the limit; longer ones are cut when decoded.
         (int(), ".{0,128}").prop_map(|(code, message)| Header::Close {
             code: code as u32,
@@ -290,7 +290,12 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         (
             "client_reads",
             "seed-goaway-close",
-            cat(&[hello, msg(Header::Response { id: 1 }, &[10]), msg(Header::GoAway, &[]), close]),
+            cat(&[
+                hello,
+                msg(Header::Response { id: 1 }, &[10]),
+                msg(Header::GoAway { last_id: 1 }, &[]),
+                close,
+            ]),
         ),
         (
             "client_reads",

@@ -11,8 +11,8 @@ pub(crate) enum Event {
     Response { id: u64, body_at: usize },
     /// Call `id` failed in the framework.
     Failure { id: u64, error: Error },
-    /// The server takes no new calls; those in flight finish.
-    GoAway,
+    /// The server takes no new calls; those in flight up to `last_id` finish.
+    GoAway { last_id: u64 },
 }
 
 /// Decodes one frame after the hellos. An error ends the connection: the server closed it
@@ -26,7 +26,7 @@ pub(crate) fn on_frame(payload: &[u8]) -> Result<Event, Error> {
             let error = Error::Remote { code: Code::from_u32(code), message: message.into_owned() };
             Ok(Event::Failure { id, error })
         }
-        Header::GoAway => Ok(Event::GoAway),
+        Header::GoAway { last_id } => Ok(Event::GoAway { last_id }),
         Header::Close { code, message } => {
             Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() })
         }

@@ -52,6 +52,8 @@ pub(crate) struct ServerConn<T> {
     running: HashMap<T, u64>,
     /// The running calls a Cancel can still reach, by request id.
     by_id: HashMap<u64, T>,
+    /// The highest request id taken (answered or started), for GoAway.
+    last_id: u64,
     /// Calls that may run at once; past it the driver stops reading.
     max_in_flight: usize,
 }
@@ -65,6 +67,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
             phase: Phase::Serving,
             running: HashMap::new(),
             by_id: HashMap::new(),
+            last_id: 0,
             max_in_flight: max_in_flight.max(1),
         }
     }
@@ -82,14 +85,18 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
         let (header, body_at) = wire::decode_header(payload)?;
         let step = match header {
             Header::Request { id, method, budget_us } => {
-                self.request(id, method, budget_us, &payload[body_at..])
+                let step = self.request(id, method, budget_us, &payload[body_at..]);
+                if self.phase == Phase::Serving && step != Step::Wait {
+                    self.last_id = self.last_id.max(id);
+                }
+                step
             }
             Header::Cancel { id } => self.by_id.remove(&id).map_or(Step::Nothing, Step::Abort),
             Header::Close { code, message } => {
                 self.phase = Phase::Closed;
                 Step::PeerClosed { code: Code::from_u32(code), message: message.into_owned() }
             }
-            Header::Response { .. } | Header::Failure { .. } | Header::GoAway => {
+            Header::Response { .. } | Header::Failure { .. } | Header::GoAway { .. } => {
                 return Err(Error::Protocol("the client sent a server-only message".to_owned()));
             }
         };
@@ -132,13 +139,14 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
         }
     }
 
-    /// Starts going away; `true` the first time, when GoAway is to be sent.
-    pub(crate) fn go_away(&mut self) -> bool {
-        let first = self.phase == Phase::Serving;
-        if first {
-            self.phase = Phase::GoingAway;
+    /// Starts going away: the GoAway to send, the first time. Requests read after it are
+    /// answered `ShuttingDown`; their ids are above its `last_id`.
+    pub(crate) fn go_away(&mut self) -> Option<Header<'static>> {
+        if self.phase != Phase::Serving {
+            return None;
         }
-        first
+        self.phase = Phase::GoingAway;
+        Some(Header::GoAway { last_id: self.last_id })
     }
 
     /// The client closed its side (end of stream).
@@ -236,8 +244,8 @@ mod tests {
         assert_eq!(refused(conn.on_frame(&request(5, 0)).expect("valid")), Code::BadRequest);
         assert_eq!(refused(conn.on_frame(&request(6, 0)).expect("valid")), Code::DeadlineExceeded);
         // Going away wins over everything.
-        assert!(conn.go_away());
-        assert!(!conn.go_away(), "GoAway is sent once");
+        assert!(conn.go_away().is_some());
+        assert!(conn.go_away().is_none(), "GoAway is sent once");
         assert_eq!(refused(conn.on_frame(&request(5, 0)).expect("valid")), Code::ShuttingDown);
     }
 
@@ -266,6 +274,25 @@ mod tests {
     }
 
     #[test]
+    fn go_away_names_the_last_request_taken_and_later_ones_are_refused() {
+        let mut conn = ServerConn::<u64>::new(1);
+        conn.spawned(3, 0);
+        // Waiting behind the limit is not taken.
+        assert_eq!(conn.on_frame(&request(9, 1_000)).expect("valid"), Step::Wait);
+        assert_eq!(conn.go_away(), Some(Header::GoAway { last_id: 0 }));
+        let mut conn = ServerConn::<u64>::new(4);
+        for id in [4, 2, 7] {
+            assert!(matches!(conn.on_frame(&request(id, 1_000)), Ok(Step::Call { .. })));
+        }
+        assert!(matches!(conn.on_frame(&request(8, 0)), Ok(Step::Refuse { .. })));
+        assert_eq!(conn.go_away(), Some(Header::GoAway { last_id: 8 }));
+        let after = request(12, 1_000);
+        let step = conn.on_frame(&after).expect("valid");
+        assert!(matches!(step, Step::Refuse { code: Code::ShuttingDown, .. }));
+        assert_eq!(conn.go_away(), None);
+    }
+
+    #[test]
     fn going_away_is_done_when_the_last_call_ends() {
         let mut conn = ServerConn::new(4);
         let ticket = 10;
@@ -280,8 +307,11 @@ mod tests {
     #[test]
     fn server_only_messages_and_garbage_break_the_protocol_and_close_ends_it() {
         let mut conn = ServerConn::<u64>::new(4);
-        for bad in [frame(&Header::GoAway, b""), frame(&Header::Response { id: 1 }, b""), vec![99]]
-        {
+        for bad in [
+            frame(&Header::GoAway { last_id: 0 }, b""),
+            frame(&Header::Response { id: 1 }, b""),
+            vec![99],
+        ] {
             let err = conn.on_frame(&bad).expect_err("a violation");
             assert_eq!(err.close_code(), Some(Code::ProtocolViolation));
         }

@@ -249,7 +249,7 @@ pub fn hello(version: u16, max_frame: u32) -> Vec<u8> {
 
 /// The hello both sides send with the default 4 MiB limit.
 pub const HELLO_4MIB: [u8; 14] =
-    [0, 0, 0, 10, b'R', b'P', b'C', 0, 1, 0xFC, 0x00, 0x00, 0x40, 0x00];
+    [0, 0, 0, 10, b'R', b'P', b'C', 0, 2, 0xFC, 0x00, 0x00, 0x40, 0x00];
 
 /// Reads one frame's payload; `None` when the peer closed (cleanly or by reset) first.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Option<Vec<u8>> {
