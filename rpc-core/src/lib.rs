@@ -8,6 +8,7 @@
 //! # Layout
 //! - `endpoint`: `tcp://…` / `unix:…` addresses, parsed and displayed ([`Endpoint`]).
 //! - `net`: one listener and stream type over TCP and Unix sockets, peer identity ([`Peer`]).
+//! - `sockfile`: Unix socket files put in place safely, and removed when the server stops.
 //! - `frame`: length-prefixed frames and the frame size limit.
 //! - `codec`: the only module that calls bincode.
 //! - `wire`: the messages inside frames; mirrors WIRE.md.
@@ -33,6 +34,7 @@ mod frame;
 mod net;
 mod server;
 mod service;
+mod sockfile;
 pub mod wire;
 
 pub use client::{Client, ClientConfig};

@@ -3,13 +3,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
+use crate::sockfile::{self, SocketFile};
 use crate::{Endpoint, Error};
 
 /// Who is on the other end of a connection.
@@ -210,13 +210,9 @@ impl Listener {
                 Ok(Listener { socket: ListenSocket::Tcp(listener), local, keepalive })
             }
             Endpoint::Unix(path) => {
-                let listener = bind_unix_path(path).map_err(bind_err)?;
-                let file = SocketFile::new(path.clone());
-                if let Some(mode) = unix_mode {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = std::fs::Permissions::from_mode(mode);
-                    std::fs::set_permissions(path, mode).map_err(bind_err)?;
-                }
+                let (listener, file) = sockfile::bind(path, unix_mode).map_err(bind_err)?;
+                listener.set_nonblocking(true).map_err(bind_err)?;
+                let listener = UnixListener::from_std(listener).map_err(bind_err)?;
                 Ok(Listener {
                     socket: ListenSocket::Unix { listener, _file: Some(file) },
                     local: endpoint.clone(),
@@ -253,23 +249,6 @@ impl Listener {
     }
 }
 
-/// Binds a socket file, replacing a stale one that nothing listens on any more.
-fn bind_unix_path(path: &Path) -> io::Result<UnixListener> {
-    match UnixListener::bind(path) {
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            use std::os::unix::fs::FileTypeExt;
-            let is_socket = std::fs::symlink_metadata(path)?.file_type().is_socket();
-            // A live server answers a connect; only a socket nobody answers is stale.
-            if !is_socket || std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(e);
-            }
-            std::fs::remove_file(path)?;
-            UnixListener::bind(path)
-        }
-        other => other,
-    }
-}
-
 fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
@@ -280,34 +259,6 @@ fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
     {
         let _ = name;
         Err(io::Error::new(io::ErrorKind::Unsupported, "abstract unix sockets need Linux"))
-    }
-}
-
-/// Removes the socket file when the listener goes away, unless another server has replaced
-/// it since (the file is recognised by device and inode).
-#[derive(Debug)]
-struct SocketFile {
-    path: PathBuf,
-    id: Option<(u64, u64)>,
-}
-
-impl SocketFile {
-    fn new(path: PathBuf) -> SocketFile {
-        let id = file_id(&path);
-        SocketFile { path, id }
-    }
-}
-
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        if self.id.is_some() && file_id(&self.path) == self.id {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 
