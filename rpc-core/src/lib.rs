@@ -16,12 +16,16 @@
 //! - `client`: [`Client`]: the call path and the connection's reader task.
 //! - `calls`: the client's calls in flight: ids, results, the in-flight limit, deadlines.
 //! - `server`: [`Server`]: configuration, accept loop, graceful shutdown.
+//! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
+//! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
 //! - `context`: [`Context`], what a handler knows about its call.
 //! - `service`: [`Service`], the contract generated code implements.
 //! - `error`: [`Error`] and the wire error [`Code`]s.
+//! - `ratelimit`: one log line per period for warnings that repeat.
 //! - `__fuzz` (hidden): the decoders, for fuzz targets and property tests.
 
+mod accept;
 mod calls;
 mod client;
 mod codec;
@@ -30,8 +34,10 @@ mod context;
 mod driver;
 mod endpoint;
 mod error;
+mod fdlimit;
 mod frame;
 mod net;
+mod ratelimit;
 mod server;
 mod service;
 mod sockfile;

@@ -166,6 +166,35 @@ impl Stream {
             Stream::Unix(s) => s.try_write(buf),
         }
     }
+
+    /// Writes what the socket takes of `buf` at once, with a plain `send`: unlike
+    /// [`Stream::try_write`], it does not wait for the runtime to have seen the socket
+    /// writable, which a socket just accepted has not. For a last frame before closing.
+    pub(crate) fn send_now(&self, buf: &[u8]) -> io::Result<usize> {
+        self.sock_ref().send(buf)
+    }
+
+    /// Reads and drops what the peer has sent so far, up to `limit` bytes, without waiting.
+    /// Closing a socket with unread bytes resets the connection (RST) instead of ending it
+    /// (FIN), and a reset can destroy the last frame before the peer reads it.
+    pub(crate) fn discard_received(&self, limit: usize) {
+        let socket = self.sock_ref();
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+        let mut discarded = 0;
+        while discarded < limit {
+            match socket.recv(&mut buf) {
+                Ok(n) if n > 0 => discarded += n,
+                _ => break,
+            }
+        }
+    }
+
+    fn sock_ref(&self) -> socket2::SockRef<'_> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s),
+            Stream::Unix(s) => socket2::SockRef::from(s),
+        }
+    }
 }
 
 /// `WouldBlock` (which makes `try_io` clear the readiness) when a read of `read` bytes into
@@ -237,16 +266,28 @@ impl Listener {
     }
 
     /// Accepts one connection; a TCP socket gets TCP_NODELAY and the listener's keepalive.
-    pub(crate) async fn accept(&self) -> io::Result<Stream> {
+    pub(crate) async fn accept(&self) -> Result<Stream, AcceptError> {
         match &self.socket {
             ListenSocket::Tcp(l) => {
-                let (stream, _) = l.accept().await?;
-                configure_tcp(&stream, self.keepalive)?;
+                let (stream, _) = l.accept().await.map_err(AcceptError::Accept)?;
+                configure_tcp(&stream, self.keepalive).map_err(AcceptError::Setup)?;
                 Ok(Stream::Tcp(stream))
             }
-            ListenSocket::Unix { listener, .. } => Ok(Stream::Unix(listener.accept().await?.0)),
+            ListenSocket::Unix { listener, .. } => {
+                Ok(Stream::Unix(listener.accept().await.map_err(AcceptError::Accept)?.0))
+            }
         }
     }
+}
+
+/// Why [`Listener::accept`] produced no connection.
+#[derive(Debug)]
+pub(crate) enum AcceptError {
+    /// `accept` failed: for want of descriptors or memory, or with the error of a connection
+    /// that died in the backlog (Linux reports those from `accept`).
+    Accept(io::Error),
+    /// A connection was accepted but failed as it was set up; it is closed.
+    Setup(io::Error),
 }
 
 fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
