@@ -247,3 +247,24 @@ fn server_exits_nonzero_when_it_cannot_bind() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("could not bind"), "{}", text(&out.stderr));
 }
+
+/// Escape codes would litter a log file or a pipe; they are for terminals only.
+#[test]
+fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0"], Some("debug"));
+    let out = client(&server.endpoints[0], &["add", "2", "3"]);
+    assert_eq!(text(&out.stdout), "5\n");
+    let (status, stderr) = server.stop_with("-TERM");
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("DEBUG"), "no logs to check in:\n{stderr}");
+    assert!(!stderr.contains('\x1b'), "escape codes in:\n{stderr:?}");
+
+    let demo = Command::new(env!("CARGO_BIN_EXE_calculator"))
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("run calculator");
+    let stderr = text(&demo.stderr);
+    assert!(demo.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("DEBUG"), "no logs to check in:\n{stderr}");
+    assert!(!stderr.contains('\x1b'), "escape codes in:\n{stderr:?}");
+}
