@@ -26,9 +26,11 @@ const ATTEMPTS: usize = 3;
 /// - The private directory is in the same directory as `path`, so on the same filesystem, as a
 ///   hard link requires.
 ///
-/// The kernel keeps the name a socket was bound to, so the listener's own address (and what
-/// its peers see as theirs) is the private directory's path, which no longer exists once
-/// bound: harmless, as nothing here reads it.
+/// Costs of the scheme: the kernel keeps the name a socket was bound to, so the listener's own
+/// address (which its clients see as the server's) is the private directory's path, gone once
+/// bound; harmless, as nothing here reads it. And that path, about 17 bytes longer than the
+/// directory's, must fit the limit on socket paths (107 bytes on Linux), so a `path` within
+/// a few bytes of the limit that could be bound directly is refused.
 pub(crate) fn bind(
     path: &Path,
     mode: Option<u32>,
