@@ -5,7 +5,6 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Times a path found taken is cleared and tried again before giving up: a stale file is
 /// cleared in one; only servers racing for the same path need more.
@@ -28,9 +27,9 @@ const ATTEMPTS: usize = 3;
 ///
 /// Costs of the scheme: the kernel keeps the name a socket was bound to, so the listener's own
 /// address (which its clients see as the server's) is the private directory's path, gone once
-/// bound; harmless, as nothing here reads it. And that path, about 17 bytes longer than the
-/// directory's, must fit the limit on socket paths (107 bytes on Linux), so a `path` within
-/// a few bytes of the limit that could be bound directly is refused.
+/// bound; harmless, as nothing here reads it. And that path (the directory's and 6 bytes,
+/// `/.r0/s`) must fit the limit on socket paths (107 bytes on Linux): a `path` within a byte
+/// or two of the limit, with a file name under 5 bytes, is refused.
 pub(crate) fn bind(
     path: &Path,
     mode: Option<u32>,
@@ -43,8 +42,20 @@ pub(crate) fn bind(
         let why = format!("{} does not name a file", path.display());
         return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
     }
+    // Clients connect by `path`: it must fit a socket address even though it is not bound.
+    std::os::unix::net::SocketAddr::from_pathname(path)?;
     let private = PrivateDir::create(parent)?;
-    let listener = std::os::unix::net::UnixListener::bind(private.socket())?;
+    let listener = std::os::unix::net::UnixListener::bind(private.socket()).map_err(|e| {
+        if e.kind() != io::ErrorKind::InvalidInput {
+            return e;
+        }
+        let why = format!(
+            "{e}: the socket is bound first at {} ({} bytes)",
+            private.socket().display(),
+            private.socket().as_os_str().len()
+        );
+        io::Error::new(e.kind(), why)
+    })?;
     if let Some(mode) = mode {
         fs::set_permissions(private.socket(), fs::Permissions::from_mode(mode))?;
     }
@@ -141,17 +152,18 @@ impl PrivateDir {
     /// The socket's name inside; short, as socket paths are limited to about 100 bytes.
     const SOCKET: &'static str = "s";
 
+    /// Creates `.r0` in `parent`, or `.r1` if that is taken, and so on. The names are short,
+    /// as the socket's path inside must fit the limit on socket paths; they need not be
+    /// unique, as `mkdir` creates a name only if nobody has it: a name another server holds,
+    /// or a dead one left behind, is skipped. `mkdir` never follows a symlink at the name,
+    /// and the umask can only narrow 0700.
     fn create(parent: &Path) -> io::Result<PrivateDir> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let mut tries = 0;
+        let mut n = 0;
         loop {
-            // Unique among live processes; a name a dead one left behind is skipped.
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = parent.join(format!(".rpc-{}-{n}", std::process::id()));
-            // `mkdir` never follows a symlink at the name; the umask can only narrow 0700.
+            let dir = parent.join(format!(".r{n}"));
             match fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => return Ok(PrivateDir { socket: dir.join(Self::SOCKET) }),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 100 => tries += 1,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 100 => n += 1,
                 Err(e) => return Err(e),
             }
         }

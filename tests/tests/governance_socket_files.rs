@@ -240,3 +240,28 @@ async fn the_socket_file_never_has_a_wider_mode_than_configured() {
         drop(server);
     }
 }
+
+/// The socket is bound first inside a private directory beside the path: that detour must not
+/// cost the longest paths a socket address can hold (107 bytes on Linux), nor let through a
+/// longer one, which no client could connect to.
+#[tokio::test]
+async fn the_longest_socket_path_still_binds_and_a_longer_one_is_refused() {
+    const LONGEST: usize = 107;
+    let dir = tempfile::tempdir().unwrap();
+    let name = "calc.sock";
+    let pad = LONGEST - dir.path().as_os_str().len() - 1 - name.len() - 1;
+    let sub = dir.path().join("d".repeat(pad));
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join(name);
+    assert_eq!(path.as_os_str().len(), LONGEST);
+    let server = Server::bind(unix(&path)).await.expect("the longest path binds");
+    let _client = UnixStream::connect(&path).expect("and is reachable");
+    drop(server);
+
+    let longer = sub.join(format!("{name}x"));
+    match Server::bind(unix(&longer)).await {
+        Err(Error::Bind { source, .. }) => assert_eq!(source.kind(), ErrorKind::InvalidInput),
+        other => panic!("expected a bind error for a {}-byte path, got {other:?}", LONGEST + 1),
+    }
+    assert_eq!(entries(&sub), Vec::<String>::new(), "nothing left behind");
+}
