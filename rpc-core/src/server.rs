@@ -89,8 +89,11 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `endpoint` with the default [`ServerConfig`].
     ///
-    /// A Unix socket file left behind by a dead server is replaced; one a live server answers
-    /// on is an "address in use" error. The file is removed when the server stops.
+    /// A Unix socket file left behind by a dead server (connecting to it is refused) is
+    /// replaced; anything else at the path is an "address in use" error saying why: a socket
+    /// a live server answers on, one we may not connect to, a symlink or any other file. The
+    /// file appears with [`ServerConfig::unix_mode`] already set, and is removed when the
+    /// server stops.
     pub async fn bind(endpoint: impl ToEndpoint) -> Result<Server, Error> {
         Server::bind_with(endpoint, ServerConfig::default()).await
     }
