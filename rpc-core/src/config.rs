@@ -15,10 +15,14 @@ pub struct ServerConfig {
     pub max_frame: usize,
     /// Time a new connection has to send its hello. Default: 10 s.
     pub handshake_timeout: Duration,
+    /// A connection with no call in flight for this long is closed with a Close frame naming
+    /// the reason. Default: 60 s.
+    pub idle_timeout: Duration,
     /// Time in-flight calls get to finish after shutdown starts. Default: 30 s.
     pub shutdown_grace: Duration,
     /// Connections served at once; more are answered with an `Overloaded` Close frame.
-    /// Default: 10,000.
+    /// The process's open-file limit can lower it: see
+    /// [`Server::bind_with`](crate::Server::bind_with). Default: 10,000.
     pub max_connections: usize,
     /// Calls running at once on one connection; past it the server stops reading that
     /// connection until one finishes (backpressure). Default: 256.
@@ -37,6 +41,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_frame: frame::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
             max_in_flight: 256,

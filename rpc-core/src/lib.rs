@@ -9,6 +9,7 @@
 //! Sockets:
 //! - `endpoint`: `tcp://…` / `unix:…` addresses, parsed and displayed ([`Endpoint`]).
 //! - `net`: one listener and stream type over TCP and Unix sockets, peer identity ([`Peer`]).
+//! - `sockfile`: Unix socket files put in place safely, and removed when the server stops.
 //!
 //! The protocol, apart from I/O:
 //! - `frame`: length-prefixed frames and the frame size limit.
@@ -23,6 +24,8 @@
 //! - `calls`: the client's calls in flight: ids, results, the in-flight limit, deadlines.
 //! - `config`: [`ServerConfig`].
 //! - `server`: [`Server`]: accept loop, graceful shutdown.
+//! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
+//! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
 //! - `task`: tasks whose panics are reported.
 //!
@@ -30,9 +33,11 @@
 //! - `context`: [`Context`], what a handler knows about its call.
 //! - `service`: [`Service`], the contract generated code implements.
 //! - `error`: [`Error`] and the wire error [`Code`]s.
+//! - `ratelimit`: one log line per period for warnings that repeat.
 //! - `__fuzz` and `wire` (feature `internals`, hidden): the decoders, for fuzz targets and
 //!   tests; not a public API.
 
+mod accept;
 mod calls;
 mod client;
 mod codec;
@@ -42,11 +47,14 @@ mod context;
 mod driver;
 mod endpoint;
 mod error;
+mod fdlimit;
 mod frame;
 mod net;
 mod proto;
+mod ratelimit;
 mod server;
 mod service;
+mod sockfile;
 mod task;
 #[cfg(feature = "internals")]
 #[doc(hidden)]

@@ -3,13 +3,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
+use crate::sockfile::{self, SocketFile};
 use crate::{Endpoint, Error};
 
 /// Who is on the other end of a connection.
@@ -175,6 +175,35 @@ impl Stream {
             Stream::Unix(s) => s.try_write(buf),
         }
     }
+
+    /// Writes what the socket takes of `buf` at once, with a plain `send`: unlike
+    /// [`Stream::try_write`], it does not wait for the runtime to have seen the socket
+    /// writable, which a socket just accepted has not. For a last frame before closing.
+    pub(crate) fn send_now(&self, buf: &[u8]) -> io::Result<usize> {
+        self.sock_ref().send(buf)
+    }
+
+    /// Reads and drops what the peer has sent so far, up to `limit` bytes, without waiting.
+    /// Closing a socket with unread bytes resets the connection (RST) instead of ending it
+    /// (FIN), and a reset can destroy the last frame before the peer reads it.
+    pub(crate) fn discard_received(&self, limit: usize) {
+        let socket = self.sock_ref();
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+        let mut discarded = 0;
+        while discarded < limit {
+            match socket.recv(&mut buf) {
+                Ok(n) if n > 0 => discarded += n,
+                _ => break,
+            }
+        }
+    }
+
+    fn sock_ref(&self) -> socket2::SockRef<'_> {
+        match self {
+            Stream::Tcp(s) => socket2::SockRef::from(s),
+            Stream::Unix(s) => socket2::SockRef::from(s),
+        }
+    }
 }
 
 /// `WouldBlock` (which makes `try_io` clear the readiness) when a read of `read` bytes into
@@ -219,13 +248,9 @@ impl Listener {
                 Ok(Listener { socket: ListenSocket::Tcp(listener), local, keepalive })
             }
             Endpoint::Unix(path) => {
-                let listener = bind_unix_path(path).map_err(bind_err)?;
-                let file = SocketFile::new(path.clone());
-                if let Some(mode) = unix_mode {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = std::fs::Permissions::from_mode(mode);
-                    std::fs::set_permissions(path, mode).map_err(bind_err)?;
-                }
+                let (listener, file) = sockfile::bind(path, unix_mode).map_err(bind_err)?;
+                listener.set_nonblocking(true).map_err(bind_err)?;
+                let listener = UnixListener::from_std(listener).map_err(bind_err)?;
                 Ok(Listener {
                     socket: ListenSocket::Unix { listener, _file: Some(file) },
                     local: endpoint.clone(),
@@ -250,33 +275,28 @@ impl Listener {
     }
 
     /// Accepts one connection; a TCP socket gets TCP_NODELAY and the listener's keepalive.
-    pub(crate) async fn accept(&self) -> io::Result<Stream> {
+    pub(crate) async fn accept(&self) -> Result<Stream, AcceptError> {
         match &self.socket {
             ListenSocket::Tcp(l) => {
-                let (stream, _) = l.accept().await?;
-                configure_tcp(&stream, self.keepalive)?;
+                let (stream, _) = l.accept().await.map_err(AcceptError::Accept)?;
+                configure_tcp(&stream, self.keepalive).map_err(AcceptError::Setup)?;
                 Ok(Stream::Tcp(stream))
             }
-            ListenSocket::Unix { listener, .. } => Ok(Stream::Unix(listener.accept().await?.0)),
+            ListenSocket::Unix { listener, .. } => {
+                Ok(Stream::Unix(listener.accept().await.map_err(AcceptError::Accept)?.0))
+            }
         }
     }
 }
 
-/// Binds a socket file, replacing a stale one that nothing listens on any more.
-fn bind_unix_path(path: &Path) -> io::Result<UnixListener> {
-    match UnixListener::bind(path) {
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-            use std::os::unix::fs::FileTypeExt;
-            let is_socket = std::fs::symlink_metadata(path)?.file_type().is_socket();
-            // A live server answers a connect; only a socket nobody answers is stale.
-            if !is_socket || std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(e);
-            }
-            std::fs::remove_file(path)?;
-            UnixListener::bind(path)
-        }
-        other => other,
-    }
+/// Why [`Listener::accept`] produced no connection.
+#[derive(Debug)]
+pub(crate) enum AcceptError {
+    /// `accept` failed: for want of descriptors or memory, or with the error of a connection
+    /// that died in the backlog (Linux reports those from `accept`).
+    Accept(io::Error),
+    /// A connection was accepted but failed as it was set up; it is closed.
+    Setup(io::Error),
 }
 
 fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
@@ -289,34 +309,6 @@ fn abstract_addr(name: &str) -> io::Result<std::os::unix::net::SocketAddr> {
     {
         let _ = name;
         Err(io::Error::new(io::ErrorKind::Unsupported, "abstract unix sockets need Linux"))
-    }
-}
-
-/// Removes the socket file when the listener goes away, unless another server has replaced
-/// it since (the file is recognised by device and inode).
-#[derive(Debug)]
-struct SocketFile {
-    path: PathBuf,
-    id: Option<(u64, u64)>,
-}
-
-impl SocketFile {
-    fn new(path: PathBuf) -> SocketFile {
-        let id = file_id(&path);
-        SocketFile { path, id }
-    }
-}
-
-fn file_id(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        if self.id.is_some() && file_id(&self.path) == self.id {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 

@@ -8,11 +8,12 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::accept::Acceptor;
 use crate::config::Authorizer;
-use crate::driver::{refuse, serve_conn};
+use crate::driver::serve_conn;
 use crate::net::{Listener, Peer};
 use crate::service::Service;
-use crate::{Endpoint, Error, ServerConfig, ToEndpoint};
+use crate::{Endpoint, Error, ServerConfig, ToEndpoint, fdlimit};
 
 /// A bound listening socket, ready to serve a [`Service`].
 ///
@@ -42,17 +43,26 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Binds `endpoint` with the default [`ServerConfig`].
     ///
-    /// A Unix socket file left behind by a dead server is replaced; one a live server answers
-    /// on is an "address in use" error. The file is removed when the server stops.
+    /// A Unix socket file left behind by a dead server (connecting to it is refused) is
+    /// replaced; anything else at the path is an "address in use" error saying why: a socket
+    /// a live server answers on, one we may not connect to, a symlink or any other file. The
+    /// file appears with [`ServerConfig::unix_mode`] already set, and is removed when the
+    /// server stops.
     pub async fn bind(endpoint: impl ToEndpoint) -> Result<Server, Error> {
         Server::bind_with(endpoint, ServerConfig::default()).await
     }
 
     /// Binds `endpoint` with `config`.
+    ///
+    /// The first server of a process raises the process's soft open-file limit to its hard
+    /// limit. Connections count against that limit across every server of the process, less
+    /// a reserve of 64 descriptors: past it, as past [`ServerConfig::max_connections`], peers
+    /// are refused with an `Overloaded` Close frame.
     pub async fn bind_with(
         endpoint: impl ToEndpoint,
         config: ServerConfig,
     ) -> Result<Server, Error> {
+        fdlimit::raise_limit();
         let listener =
             Listener::bind(&endpoint.to_endpoint()?, config.unix_mode, config.tcp_keepalive)
                 .await?;
@@ -110,26 +120,26 @@ impl Server {
         let hard_stop = CancellationToken::new();
         let mut conns = JoinSet::new();
         let mut signal = std::pin::pin!(signal);
+        let mut acceptor = Acceptor::new();
         tracing::info!(endpoint = %self.listener.local(), service = service.name(), "serving");
         loop {
             tokio::select! {
                 () = &mut signal => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(stream) if conns.len() >= self.config.max_connections => {
-                        tokio::spawn(refuse(stream, self.config.max_connections));
+                stream = acceptor.accept(&self.listener) => {
+                    match fdlimit::admit(conns.len(), self.config.max_connections) {
+                        Err(limit) => acceptor.refuse(stream, limit),
+                        Ok(slot) => {
+                            let stops = (go_away.clone(), hard_stop.clone());
+                            let (config, authorize) = (self.config.clone(), self.authorize.clone());
+                            let conn = serve_conn(service.clone(), stream, config, authorize, stops);
+                            // The slot is given back when the connection ends, however it ends.
+                            conns.spawn(async move {
+                                let _slot = slot;
+                                conn.await
+                            });
+                        }
                     }
-                    Ok(stream) => {
-                        let stops = (go_away.clone(), hard_stop.clone());
-                        let (config, authorize) = (self.config.clone(), self.authorize.clone());
-                        conns.spawn(serve_conn(service.clone(), stream, config, authorize, stops));
-                    }
-                    Err(e) => {
-                        // Running out of descriptors or memory passes; spinning on it would
-                        // not help, and exiting would take down every other connection.
-                        tracing::warn!(error = %e, "accept failed; retrying in 100 ms");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+                }
                 Some(done) = conns.join_next(), if !conns.is_empty() => log_panic(done),
             }
         }

@@ -7,15 +7,19 @@
 //!   demo prints it.
 //! - [`serve_calculator`], [`shutdown_signal`] and [`init_tracing`]: what the binaries share
 //!   besides the service.
+//! - [`HumanDuration`] and [`HumanSize`]: `2s`, `500ms`, `4MiB` and the like, for
+//!   `calculator-server`'s flags.
 //!
 //! The binaries: `calculator` (a one-command demo over TCP and a Unix socket),
 //! `calculator-server` and `calculator-client`.
 
 mod call;
 mod process;
+mod units;
 
 pub use call::Call;
 pub use process::{init_tracing, serve_calculator, shutdown_signal};
+pub use units::{HumanDuration, HumanSize};
 
 use serde::{Deserialize, Serialize};
 

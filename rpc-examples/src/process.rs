@@ -1,6 +1,7 @@
 //! What the binaries share besides the service: logging, signals, serving several endpoints.
 
 use std::future::Future;
+use std::io::IsTerminal;
 
 use rpc_core::Server;
 use tokio::signal::unix::{SignalKind, signal};
@@ -12,11 +13,15 @@ use crate::{Calc, CalculatorServer};
 
 /// Sends the framework's tracing events to stderr, filtered by `RUST_LOG` (for example
 /// `RUST_LOG=debug` or `RUST_LOG=rpc_core=trace`), or at level `default` when it is unset.
+/// Colours only when stderr is a terminal: escape codes would litter a log file or a pipe.
 pub fn init_tracing(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Only fails if a subscriber is already installed, which then keeps working.
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// Starts catching Ctrl-C (SIGINT) and SIGTERM, and returns a future that completes with the

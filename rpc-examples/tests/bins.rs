@@ -23,10 +23,20 @@ struct ServerProcess {
 impl ServerProcess {
     /// Starts the server on `listen` and waits for its `listening on` line for each.
     fn start(listen: &[&str], rust_log: Option<&str>) -> ServerProcess {
+        ServerProcess::spawn(listen, &[], rust_log)
+    }
+
+    /// Starts the server on `listen` with more flags, `args`; no logs.
+    fn start_with(listen: &[&str], args: &[&str]) -> ServerProcess {
+        ServerProcess::spawn(listen, args, None)
+    }
+
+    fn spawn(listen: &[&str], args: &[&str], rust_log: Option<&str>) -> ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_calculator-server"));
         for endpoint in listen {
             command.arg("--listen").arg(endpoint);
         }
+        command.args(args);
         match rust_log {
             Some(filter) => command.env("RUST_LOG", filter),
             None => command.env_remove("RUST_LOG"),
@@ -246,4 +256,95 @@ fn server_exits_nonzero_when_it_cannot_bind() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("could not bind"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn server_help_shows_the_limit_flags_with_their_defaults() {
+    let out = Command::new(env!("CARGO_BIN_EXE_calculator-server")).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for (flag, default) in [
+        ("--idle-timeout <DURATION>", "[default: 1m]"),
+        ("--handshake-timeout <DURATION>", "[default: 10s]"),
+        ("--shutdown-grace <DURATION>", "[default: 30s]"),
+        ("--max-connections <N>", "[default: 10000]"),
+        ("--max-frame <SIZE>", "[default: 4MiB]"),
+    ] {
+        let at = help.find(flag).unwrap_or_else(|| panic!("{flag} missing from:\n{help}"));
+        let entry = &help[at..];
+        let next = entry[flag.len()..].find("\n      --").map_or(entry.len(), |n| n + flag.len());
+        assert!(entry[..next].contains(default), "{flag} shows no {default} in:\n{help}");
+    }
+}
+
+#[test]
+fn server_refuses_a_bad_flag_value_with_a_clear_error() {
+    for (flag, value, says) in [
+        ("--max-frame", "4XB", "unknown unit \"XB\""),
+        ("--max-frame", "100", "must be at least 1KiB"),
+        ("--idle-timeout", "30", "no unit"),
+        ("--handshake-timeout", "0s", "must be more than 0s"),
+        ("--max-connections", "0", "must be at least 1"),
+        ("--shutdown-grace", "soon", "does not start with a number"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_calculator-server"))
+            .args(["--listen", "tcp://127.0.0.1:0", flag, value])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert_eq!(text(&out.stdout), "", "{flag} {value}: it must not start");
+        let names = format!("error: invalid value '{value}' for '{flag} ");
+        assert!(stderr.starts_with(&names), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(says), "{flag} {value}: {stderr}");
+    }
+}
+
+#[test]
+fn server_serves_with_the_limits_its_flags_set() {
+    let server = ServerProcess::start_with(
+        &["tcp://127.0.0.1:0"],
+        &["--max-connections", "1", "--max-frame", "64KiB", "--idle-timeout", "2s"],
+    );
+    let endpoint = &server.endpoints[0];
+    // A request over 64 KiB: the client learns the limit from the server's hello.
+    let numbers: Vec<String> = (0..20_000).map(|n| (1_000_000 + n).to_string()).collect();
+    let mut args = vec!["sum"];
+    args.extend(numbers.iter().map(String::as_str));
+    let out = client(endpoint, &args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("the limit of 65536 bytes"), "{}", text(&out.stderr));
+
+    // One connection held: the next is refused.
+    let addr = endpoint.strip_prefix("tcp://").unwrap();
+    let mut held = std::net::TcpStream::connect(addr).unwrap();
+    held.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut hello = [0; 4];
+    std::io::Read::read_exact(&mut held, &mut hello).expect("the server's hello: it serves us");
+    let out = client(endpoint, &["add", "2", "3"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("overloaded") && stderr.contains("limit of 1 connections"), "{stderr}");
+}
+
+/// Escape codes would litter a log file or a pipe; they are for terminals only.
+#[test]
+fn logs_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0"], Some("debug"));
+    let out = client(&server.endpoints[0], &["add", "2", "3"]);
+    assert_eq!(text(&out.stdout), "5\n");
+    let (status, stderr) = server.stop_with("-TERM");
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("DEBUG"), "no logs to check in:\n{stderr}");
+    assert!(!stderr.contains('\x1b'), "escape codes in:\n{stderr:?}");
+
+    let demo = Command::new(env!("CARGO_BIN_EXE_calculator"))
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("run calculator");
+    let stderr = text(&demo.stderr);
+    assert!(demo.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("DEBUG"), "no logs to check in:\n{stderr}");
+    assert!(!stderr.contains('\x1b'), "escape codes in:\n{stderr:?}");
 }

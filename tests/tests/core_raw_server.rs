@@ -53,10 +53,10 @@ async fn the_server_sends_its_hello_first_without_waiting_for_the_clients() {
     config.max_frame = 1000;
     let server = start_with("tcp://127.0.0.1:0", config).await;
     let mut socket = TcpStream::connect(tcp_addr(&server.endpoint)).await.unwrap();
-    // magic, version 1, max_frame 1000 = 0xfb + u16 LE
+    // magic, version 2, max_frame 1000 = 0xfb + u16 LE
     assert_eq!(
         frame(&expect_frame(&mut socket).await),
-        [0, 0, 0, 8, b'R', b'P', b'C', 0, 1, 0xfb, 0xe8, 0x03]
+        [0, 0, 0, 8, b'R', b'P', b'C', 0, 2, 0xfb, 0xe8, 0x03]
     );
     drop(socket);
     server.stop().await.unwrap();

@@ -231,7 +231,7 @@ async fn server_enforces_the_budget_it_receives_on_the_wire() {
     let frame =
         |payload: Vec<u8>| [(payload.len() as u32).to_be_bytes().to_vec(), payload].concat();
     let hello =
-        rpc_core::wire::Hello { magic: rpc_core::wire::MAGIC, version: 1, max_frame: 1 << 20 };
+        rpc_core::wire::Hello { magic: rpc_core::wire::MAGIC, version: 2, max_frame: 1 << 20 };
     raw.write_all(&frame(bincode::serde::encode_to_vec(&hello, config).unwrap())).await.unwrap();
     let request = Header::Request { id: 1, method: HANG, budget_us: 100_000 };
     let mut payload = bincode::serde::encode_to_vec(&request, config).unwrap();

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rpc_core::{Endpoint, Server};
+use rpc_core::{Endpoint, Server, ServerConfig};
+use rpc_examples::{HumanDuration, HumanSize};
 
 /// Serves the calculator until Ctrl-C or SIGTERM, then shuts down gracefully: calls in flight
 /// finish and socket files are removed.
@@ -26,13 +27,79 @@ struct Args {
                 unix:/PATH or unix:@NAME. Repeat to listen on several"
     )]
     listen: Vec<Endpoint>,
+
+    /// Close a connection after this long with no call in flight (e.g. 30s, 5m)
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = HumanDuration(ServerConfig::default().idle_timeout))]
+    idle_timeout: HumanDuration,
+
+    /// Time a new connection has to say hello (e.g. 500ms, 2s)
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = HumanDuration(ServerConfig::default().handshake_timeout))]
+    handshake_timeout: HumanDuration,
+
+    /// Time calls in flight get to finish after SIGTERM or Ctrl-C (0s: none)
+    #[arg(long, value_name = "DURATION",
+          default_value_t = HumanDuration(ServerConfig::default().shutdown_grace))]
+    shutdown_grace: HumanDuration,
+
+    /// Connections served at once; more are refused as overloaded. The open-file limit can
+    /// lower it
+    #[arg(long, value_name = "N", value_parser = at_least_one,
+          default_value_t = ServerConfig::default().max_connections)]
+    max_connections: usize,
+
+    /// The largest request accepted (e.g. 64KiB, 4MiB, 1000)
+    #[arg(long, value_name = "SIZE", value_parser = frame_size,
+          default_value_t = HumanSize(ServerConfig::default().max_frame))]
+    max_frame: HumanSize,
+}
+
+impl Args {
+    fn config(&self) -> ServerConfig {
+        let mut config = ServerConfig::default();
+        config.idle_timeout = self.idle_timeout.0;
+        config.handshake_timeout = self.handshake_timeout.0;
+        config.shutdown_grace = self.shutdown_grace.0;
+        config.max_connections = self.max_connections;
+        config.max_frame = self.max_frame.0;
+        config
+    }
+}
+
+fn positive(input: &str) -> Result<HumanDuration, String> {
+    let duration: HumanDuration = input.parse()?;
+    if duration.0.is_zero() {
+        return Err("must be more than 0s".to_owned());
+    }
+    Ok(duration)
+}
+
+fn at_least_one(input: &str) -> Result<usize, String> {
+    match input.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}; write a whole number, e.g. 1000")),
+    }
+}
+
+fn frame_size(input: &str) -> Result<HumanSize, String> {
+    let size: HumanSize = input.parse()?;
+    let min = rpc_core::wire::MIN_MAX_FRAME;
+    if size.0 < min {
+        return Err(format!("must be at least {}, room for any error frame", HumanSize(min)));
+    }
+    if u32::try_from(size.0).is_err() {
+        return Err("must be below 4GiB: a frame's length has 32 bits".to_owned());
+    }
+    Ok(size)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     rpc_examples::init_tracing("info");
     let args = Args::parse();
-    match serve(&args.listen).await {
+    match serve(&args.listen, args.config()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -41,13 +108,16 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(endpoints: &[Endpoint]) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    endpoints: &[Endpoint],
+    config: ServerConfig,
+) -> Result<(), Box<dyn std::error::Error>> {
     // Catch the signals before announcing anything: whoever reads "listening on" may signal
     // us at once.
     let signal = rpc_examples::shutdown_signal()?;
     let mut servers = Vec::new();
     for endpoint in endpoints {
-        let server = Server::bind(endpoint).await?;
+        let server = Server::bind_with(endpoint, config.clone()).await?;
         // Bound is enough: connections queue in the backlog until the accept loop runs.
         println!("listening on {}", server.local_endpoint());
         servers.push(server);
