@@ -55,6 +55,8 @@ fn rewrite_trait(item: &ItemTrait) -> ItemTrait {
     let mut item = item.clone();
     for trait_item in &mut item.items {
         let TraitItem::Fn(f) = trait_item else { continue };
+        // `#[rpc(...)]` is read by this macro; no such attribute exists for the compiler.
+        f.attrs.retain(|attr| !attr.path().is_ident(crate::parse::OPTIONS_ATTR));
         if f.default.is_some() {
             continue;
         }

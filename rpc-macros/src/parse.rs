@@ -4,9 +4,10 @@
 //! kept in the model so that `validate` can report it, spanned on the user's token, together
 //! with every other problem.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, ItemTrait, Pat, PatType, Receiver, ReturnType, TraitItem};
 use syn::{TraitItemFn, Type, TypeReference};
 
@@ -39,7 +40,25 @@ pub(crate) struct Method<'a> {
     pub(crate) args: Vec<Arg<'a>>,
     /// The declared return type; `None` for `()` left implicit.
     pub(crate) output: Option<&'a Type>,
+    /// What `#[rpc(...)]` attributes on the method say.
+    pub(crate) options: Options,
 }
+
+/// The options of a method, from `#[rpc(option, ...)]` attributes; each is the span of where
+/// it was given, if it was.
+#[derive(Default)]
+pub(crate) struct Options {
+    /// `#[rpc(idempotent)]`: running the call twice does no harm, so a client may send it
+    /// again after losing the connection it was sent on.
+    pub(crate) idempotent: Option<Span>,
+    /// `#[rpc(oneway)]`: the caller wants no reply; the server sends none.
+    pub(crate) oneway: Option<Span>,
+    /// What could not be read, for `validate` to report.
+    pub(crate) errors: Vec<syn::Error>,
+}
+
+/// The path of the attribute that carries a method's options.
+pub(crate) const OPTIONS_ATTR: &str = "rpc";
 
 /// A parameter sent on the wire.
 pub(crate) struct Arg<'a> {
@@ -117,7 +136,34 @@ fn method(item: &TraitItemFn) -> Method<'_> {
         ReturnType::Type(_, ty) => Some(&**ty),
     };
     let name = item.sig.ident.unraw().to_string();
-    Method { item, name, cfg: cfg_key(&item.attrs), receiver, context, args, output }
+    let options = options(&item.attrs);
+    Method { item, name, cfg: cfg_key(&item.attrs), receiver, context, args, output, options }
+}
+
+/// Reads every `#[rpc(...)]` attribute of a method.
+fn options(attrs: &[Attribute]) -> Options {
+    let mut options = Options::default();
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident(OPTIONS_ATTR)) {
+        let read = attr.parse_nested_meta(|meta| {
+            let slot = if meta.path.is_ident("idempotent") {
+                &mut options.idempotent
+            } else if meta.path.is_ident("oneway") {
+                &mut options.oneway
+            } else {
+                return Err(
+                    meta.error("unknown option: write `#[rpc(idempotent)]` or `#[rpc(oneway)]`")
+                );
+            };
+            if slot.replace(meta.path.span()).is_some() {
+                return Err(meta.error("this option is given twice: remove one"));
+            }
+            Ok(())
+        });
+        if let Err(error) = read {
+            options.errors.push(error);
+        }
+    }
+    options
 }
 
 fn arg(pat_type: &PatType) -> Arg<'_> {

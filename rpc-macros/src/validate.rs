@@ -67,6 +67,9 @@ fn check_trait(service: &Service<'_>, errors: &mut Errors) {
 }
 
 fn check_method(method: &Method<'_>, errors: &mut Errors) {
+    for error in &method.options.errors {
+        errors.add(error.clone());
+    }
     let sig = &method.item.sig;
     if let Some(constness) = &sig.constness {
         errors.push(constness, "a service method cannot be `const`: remove `const`");
