@@ -1,4 +1,4 @@
-//! The client: one connection, many concurrent calls matched to responses by request id.
+//! One client connection: many concurrent calls matched to responses by request id.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -6,8 +6,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -19,15 +17,16 @@ use crate::proto::inbound::FrameReader;
 use crate::proto::server::NO_DEADLINE;
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
-use crate::{Code, Endpoint, Error, Keepalive, ToEndpoint, frame};
+use crate::reconnect::Reconnect;
+use crate::{Endpoint, Error, Keepalive, frame};
 
-/// How a [`Client`] connects and calls. Every field has a safe default.
+/// How a [`Client`](crate::Client) connects and calls. Every field has a safe default.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
     /// Time allowed to connect and exchange hellos. Default: 10 s.
     pub connect_timeout: Duration,
-    /// Deadline of each call unless overridden with [`Client::with_timeout`]; a timeout too
+    /// Deadline of each call unless overridden with [`Client::with_timeout`](crate::Client::with_timeout); a timeout too
     /// large to be a point in time (such as `Duration::MAX`) means no deadline. Default: 30 s.
     pub call_timeout: Duration,
     /// The largest response frame accepted, in bytes. Default: [`frame::DEFAULT_MAX_FRAME`] (4 MiB).
@@ -39,6 +38,9 @@ pub struct ClientConfig {
     /// noticed and the pending calls end; `None` turns it off. Default:
     /// [`Keepalive::default()`] (a dead peer is noticed within 90 s).
     pub tcp_keepalive: Option<Keepalive>,
+    /// What to do when the connection is lost or the server sends GoAway: reconnect with
+    /// backoff, and whether calls wait meanwhile. Default: [`Reconnect::default()`].
+    pub reconnect: Reconnect,
 }
 
 impl Default for ClientConfig {
@@ -49,30 +51,33 @@ impl Default for ClientConfig {
             max_frame: frame::DEFAULT_MAX_FRAME,
             max_in_flight: 1024,
             tcp_keepalive: Some(Keepalive::default()),
+            reconnect: Reconnect::default(),
         }
     }
 }
 
-/// A connection to a server. Cheap to clone; all clones share the connection, and any number
-/// of tasks may call through it at once. The connection closes when the last clone is dropped.
-///
-/// Usually wrapped by a generated `FooClient`; [`Client::call`] is the untyped entry point.
+/// One connection to a server; the [`Client`](crate::Client) handle manages these (see
+/// `reconnect`). Cheap to clone; the connection closes when the last clone is dropped.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Connection {
     handle: Arc<Handle>,
-    timeout: Duration,
 }
 
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("endpoint", &self.handle.shared.endpoint.to_string())
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+/// A call that failed, and whether the server may have started it.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) error: Error,
+    /// `false` when the call certainly never ran: never sent, or above the GoAway's `last_id`.
+    pub(crate) started: bool,
+}
+
+impl Failed {
+    fn unsent(error: Error) -> Failed {
+        Failed { error, started: false }
     }
 }
 
-/// Owned by the clones of one `Client`; dropping the last one ends the connection.
+/// Owned by the clones of one `Connection`; dropping the last one ends the connection.
 struct Handle {
     shared: Arc<Shared>,
 }
@@ -91,26 +96,12 @@ struct Shared {
     user_gone: Notify,
 }
 
-impl Client {
-    /// Connects to `endpoint` with the default [`ClientConfig`].
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), rpc_core::Error> {
-    /// let client = rpc_core::Client::connect("tcp://127.0.0.1:7878").await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn connect(endpoint: impl ToEndpoint) -> Result<Client, Error> {
-        Client::connect_with(endpoint, ClientConfig::default()).await
-    }
-
+impl Connection {
     /// Connects to `endpoint`: opens the socket and exchanges hellos within
     /// `config.connect_timeout`.
-    pub async fn connect_with(
-        endpoint: impl ToEndpoint,
-        config: ClientConfig,
-    ) -> Result<Client, Error> {
-        let endpoint = endpoint.to_endpoint()?;
-        let handshake = handshake(&endpoint, &config);
+    pub(crate) async fn open(endpoint: &Endpoint, config: &ClientConfig) -> Result<Connection, Error> {
+        let endpoint = endpoint.clone();
+        let handshake = handshake(&endpoint, config);
         let (stream, reader, peer_max) = tokio::time::timeout(config.connect_timeout, handshake)
             .await
             .map_err(|_| Error::ConnectTimeout {
@@ -131,66 +122,45 @@ impl Client {
             watched.calls.watchdog(|id| watched.cancel(id)).await;
         });
         spawn_logged("client reader", read_loop(shared.clone(), stream, reader));
-        Ok(Client { handle: Arc::new(Handle { shared }), timeout: config.call_timeout })
+        Ok(Connection { handle: Arc::new(Handle { shared }) })
     }
 
-    /// A handle on the same connection whose calls have deadline `timeout`; one too large to
-    /// be a point in time (such as `Duration::MAX`) means no deadline.
-    pub fn with_timeout(&self, timeout: Duration) -> Client {
-        Client { handle: self.handle.clone(), timeout }
+    /// Whether new calls may start on this connection (no GoAway, not closed).
+    pub(crate) fn usable(&self) -> bool {
+        self.handle.shared.calls.usable()
     }
 
-    /// The deadline this handle gives each call.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
+    /// Waits until new calls may no longer start here: GoAway came, or the connection ended.
+    pub(crate) async fn unusable(&self) {
+        self.handle.shared.calls.unusable().await;
     }
 
-    /// The endpoint this client connected to.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.handle.shared.endpoint
-    }
-
-    /// Calls `method` with the encoded argument tuple `args` and decodes the result as `R`.
+    /// Sends `method` with the argument tuple that `body` encodes and waits for its encoded
+    /// result. `budget` is the time left to `deadline`, sent to the server.
     ///
-    /// Ends with [`Error::DeadlineExceeded`] when the deadline passes first. Dropping the
-    /// returned future cancels the call on the server.
-    pub async fn call<A, R>(&self, method: u32, args: &A) -> Result<R, Error>
-    where
-        A: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        let deadline = Instant::now().checked_add(self.timeout);
-        match self.call_raw(method, args, deadline).await {
-            Ok(body) => wire::decode_body(&body).map_err(Error::Decode),
-            // The server may notice the deadline a moment before we do; it is the same event.
-            Err(
-                Error::Remote { code: Code::DeadlineExceeded, .. } | Error::DeadlineExceeded(_),
-            ) => Err(Error::DeadlineExceeded(self.timeout)),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn call_raw<A: Serialize + ?Sized>(
+    /// Ends with `DeadlineExceeded` when the deadline passes first. Dropping the returned
+    /// future cancels the call on the server.
+    pub(crate) async fn call_raw(
         &self,
         method: u32,
-        args: &A,
+        body: impl FnOnce(&mut bytes::BytesMut) -> Result<(), crate::codec::CodecError>,
         deadline: Option<Instant>,
-    ) -> Result<Bytes, Error> {
+        mut budget: Duration,
+    ) -> Result<Bytes, Failed> {
         let shared = &self.handle.shared;
-        // The budget sent is the time left: the whole timeout, less any wait for a slot.
-        let mut budget = self.timeout;
         let Registered { id, concurrent } = loop {
             // Registered with the waker of the poll running now (the call waits for it).
             let register = |cx: &mut std::task::Context<'_>| {
                 Poll::Ready(shared.calls.register(deadline, cx.waker()))
             };
-            if let Some(registered) = poll_fn(register).await? {
+            // A refusal (GoAway, closed) means the call was never sent.
+            if let Some(registered) = poll_fn(register).await.map_err(Failed::unsent)? {
                 break registered;
             }
             // Only a caller that waits for a slot needs a timer of its own; a registered
             // call's deadline is kept by the connection's watchdog.
             if !shared.calls.wait_for_slot(deadline).await {
-                return Err(Error::DeadlineExceeded(self.timeout));
+                return Err(Failed::unsent(Error::DeadlineExceeded(budget)));
             }
             budget = deadline.map_or(budget, |d| d.saturating_duration_since(Instant::now()));
         };
@@ -209,7 +179,7 @@ impl Client {
         if concurrent {
             // Other calls are in flight, so more callers are likely runnable right now: let
             // them queue their requests too, and write them all with one syscall.
-            let flush = shared.outbox.send_deferred(&request, wire::body(args))?;
+            let flush = shared.outbox.send_deferred(&request, body).map_err(Failed::unsent)?;
             guard.sent = true;
             if let Some(flush) = flush {
                 // The request may leave with another task's write and be answered meanwhile;
@@ -220,7 +190,7 @@ impl Client {
             }
         } else {
             // A lone call goes out at once: nothing to wait for but latency.
-            shared.outbox.send(&request, wire::body(args))?;
+            shared.outbox.send(&request, body).map_err(Failed::unsent)?;
             guard.sent = true;
         }
         poll_fn(|cx| {
@@ -233,6 +203,7 @@ impl Client {
             result
         })
         .await
+        .map_err(|error| Failed { error, started: !shared.calls.never_started(id) })
     }
 }
 

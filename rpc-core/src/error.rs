@@ -89,6 +89,11 @@ pub enum Error {
         /// The server's explanation.
         message: String,
     },
+    /// A tower layer between the client and the connection refused or failed the call (a
+    /// load shed, a rate limit, a layer of the user's). Only from a client made with
+    /// [`Client::from_service`](crate::Client::from_service).
+    #[error("{0}")]
+    Layer(tower::BoxError),
 }
 
 impl Error {
@@ -212,6 +217,7 @@ impl Error {
             Error::DeadlineExceeded(d) => Error::DeadlineExceeded(*d),
             Error::Encode(m) => Error::Encode(m.clone()),
             Error::Decode(m) => Error::Decode(m.clone()),
+            Error::Layer(e) => Error::Layer(e.to_string().into()),
             _ => Error::ConnectionClosed,
         }
     }

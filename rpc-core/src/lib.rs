@@ -20,7 +20,12 @@
 //!
 //! The I/O around it:
 //! - `conn`: a connection's writing: the outbound state machine driven by senders and a writer task.
-//! - `client`: [`Client`]: the call path and the connection's reader task.
+//! - `client`: one connection of a client: the call path and the connection's reader task.
+//! - `handle`: [`Client`], the handle users call through, and which failed calls go again.
+//! - `reconnect`: the connection manager: reconnect, GoAway handoff, [`ConnectionState`].
+//! - `backoff`: delays between connection attempts ([`Backoff`]), without clocks.
+//! - `layer`: tower glue: [`Client`] as a `tower::Service` of [`Call`]s, clients over stacks.
+//! - `balance`: a client over several endpoints with `tower::balance::p2c`.
 //! - `calls`: the client's calls in flight: ids, results, the in-flight limit, deadlines.
 //! - `config`: [`ServerConfig`].
 //! - `server`: [`Server`]: accept loop, graceful shutdown.
@@ -38,6 +43,8 @@
 //!   tests; not a public API.
 
 mod accept;
+mod backoff;
+mod balance;
 mod calls;
 mod client;
 mod codec;
@@ -49,9 +56,12 @@ mod endpoint;
 mod error;
 mod fdlimit;
 mod frame;
+mod handle;
+mod layer;
 mod net;
 mod proto;
 mod ratelimit;
+mod reconnect;
 mod server;
 mod service;
 mod sockfile;
@@ -62,7 +72,12 @@ pub mod wire;
 #[cfg(not(feature = "internals"))]
 mod wire;
 
-pub use client::{Client, ClientConfig};
+pub use backoff::Backoff;
+pub use client::ClientConfig;
+pub use handle::Client;
+pub use layer::Call;
+pub use reconnect::{ConnectionState, Reconnect};
+pub use tower;
 pub use config::ServerConfig;
 pub use context::Context;
 pub use endpoint::{Endpoint, ToEndpoint};

@@ -125,7 +125,7 @@ async fn server_with_100_calls(
 /// second; then a server started on the same address serves a new client.
 async fn kill_and_restart(endpoint: &str) {
     let (server, client, calls) = server_with_100_calls(endpoint).await;
-    let served_on = client.endpoint().to_string();
+    let served_on = client.endpoint().expect("made from an endpoint").to_string();
     let killed = Instant::now();
     server.kill().await;
     for call in calls {
