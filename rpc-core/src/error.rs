@@ -200,10 +200,24 @@ impl std::fmt::Display for Code {
 }
 
 impl Error {
-    /// A copy of a connection-level error, for each of the calls it ends.
+    /// A copy of an error: a connection-level one for each of the calls it ends, a failed
+    /// connection attempt for each caller that asks.
     pub(crate) fn duplicate(&self) -> Error {
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
         match self {
-            Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
+            Error::Io(e) => Error::Io(io(e)),
+            Error::InvalidEndpoint { input, reason } => {
+                Error::InvalidEndpoint { input: input.clone(), reason: reason.clone() }
+            }
+            Error::Connect { endpoint, source } => {
+                Error::Connect { endpoint: endpoint.clone(), source: io(source) }
+            }
+            Error::ConnectTimeout { endpoint, timeout } => {
+                Error::ConnectTimeout { endpoint: endpoint.clone(), timeout: *timeout }
+            }
+            Error::Bind { endpoint, source } => {
+                Error::Bind { endpoint: endpoint.clone(), source: io(source) }
+            }
             Error::FrameTooLarge { size, limit } => {
                 Error::FrameTooLarge { size: *size, limit: *limit }
             }

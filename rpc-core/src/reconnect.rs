@@ -135,6 +135,13 @@ impl Manager {
         if let Some(conn) = self.usable() {
             return Ok(conn);
         }
+        if !self.config.reconnect.enabled {
+            // One connection, as before: calls on it after GoAway or loss fail as it says.
+            let current = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(conn) = current {
+                return Ok(conn);
+            }
+        }
         let mut changes = self.state.subscribe();
         loop {
             // Looked at after subscribing: a connection made since is either seen here or
