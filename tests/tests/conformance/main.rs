@@ -5,7 +5,8 @@
 //!
 //! Vectors marked `requires` describe behaviour the code does not have yet: they are skipped,
 //! and their names printed. `RPC_CONFORMANCE_REQUIRES=1` runs them too, to check an
-//! implementation of one before its marker is removed.
+//! implementation of one before its marker is removed. `RPC_CONFORMANCE_SERVER=ENDPOINT` runs
+//! the server-role vectors against a server running elsewhere instead.
 #![allow(clippy::unwrap_used)]
 // The modules are this test's own: `pub` marks what they offer each other.
 #![allow(unreachable_pub)]
@@ -48,9 +49,31 @@ fn report(failures: Vec<String>, ran: usize) {
     assert!(failures.is_empty(), "{} vectors failed:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// `RPC_CONFORMANCE_SERVER`: the endpoint of a server under test running elsewhere (see
+/// conformance/README.md), instead of the calculator served in this process.
+fn external() -> Option<String> {
+    std::env::var("RPC_CONFORMANCE_SERVER").ok()
+}
+
 async fn server_vectors_hold_over(transport: Transport) {
-    let vectors = selected(true);
-    let mut shared = Calculator::start(transport, &ServerSettings::default()).await;
+    let mut vectors = selected(true);
+    let mut shared = match external() {
+        Some(endpoint) => {
+            let scheme = if transport == Transport::Tcp { "tcp://" } else { "unix:" };
+            if !endpoint.starts_with(scheme) {
+                return println!("skipped: RPC_CONFORMANCE_SERVER={endpoint} is not {scheme}");
+            }
+            // A server elsewhere runs with its defaults, and is not shut down by the runner.
+            let (own, shared): (Vec<Vector>, Vec<Vector>) =
+                vectors.into_iter().partition(|v| matches!(v, Vector::Server(s) if s.own_server()));
+            for v in own {
+                println!("skipped {} (needs a server of its own)", v.name());
+            }
+            vectors = shared;
+            Calculator::external(&endpoint)
+        }
+        None => Calculator::start(transport, &ServerSettings::default()).await,
+    };
     let mut failures = Vec::new();
     for vector in &vectors {
         let Vector::Server(v) = vector else { continue };

@@ -19,12 +19,14 @@ pub enum Transport {
     Unix,
 }
 
-/// The calculator, served on its own task with the settings of a vector.
+/// The calculator, served on its own task with the settings of a vector, or a server
+/// running elsewhere.
 pub struct Calculator {
     endpoint: String,
     max_frame: u32,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), rpc_core::Error>>,
+    /// `None` for a server running elsewhere.
+    task: Option<JoinHandle<Result<(), rpc_core::Error>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -61,7 +63,14 @@ impl Calculator {
             let _ = stopped.await;
         };
         let task = tokio::spawn(server.serve_with_shutdown(CalculatorServer::new(Calc), signal));
-        Calculator { endpoint, max_frame, stop: Some(stop), task, _dir: dir }
+        Calculator { endpoint, max_frame, stop: Some(stop), task: Some(task), _dir: dir }
+    }
+
+    /// A server under test running elsewhere (another implementation, or the
+    /// `calculator-server` binary) at `endpoint`, with the default 4 MiB frame limit.
+    pub fn external(endpoint: &str) -> Calculator {
+        let max_frame = rpc_core::DEFAULT_MAX_FRAME as u32;
+        Calculator { endpoint: endpoint.to_owned(), max_frame, stop: None, task: None, _dir: None }
     }
 
     /// Starts the graceful shutdown.
@@ -74,7 +83,8 @@ impl Calculator {
     /// Shuts down and waits for the server to return.
     pub async fn stop(mut self) {
         self.shut_down();
-        let served = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        let Some(task) = self.task.take() else { return };
+        let served = tokio::time::timeout(Duration::from_secs(10), task).await;
         served.expect("the server stops").expect("the server task").expect("the server");
     }
 
