@@ -124,11 +124,9 @@ fn vector_files_are_well_formed_with_unique_names_and_valid_bytes() {
     }
     // Every byte string expands (ID stands for some id where it may appear).
     let tokens = hex::Tokens { hello: &hex::HELLO, id: Some(1) };
-    let text = std::fs::read_dir(vectors::dir()).unwrap().map(|e| {
-        let path = e.unwrap().path();
-        (path.clone(), std::fs::read_to_string(path).unwrap())
-    });
-    for (path, text) in text {
+    let files = std::fs::read_dir(vectors::dir()).unwrap().map(|e| e.unwrap().path());
+    for path in files.filter(|p| p.extension().is_some_and(|e| e == "json")) {
+        let text = std::fs::read_to_string(&path).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         let mut strings = Vec::new();
         byte_strings(&json, "", &mut strings);
@@ -138,7 +136,7 @@ fn vector_files_are_well_formed_with_unique_names_and_valid_bytes() {
             }
         }
     }
-    // Each role and each file has vectors; both roles have some marked and some not.
+    // Both roles have vectors, and the suite has not lost a file.
     assert!(vectors.iter().any(|v| matches!(v, Vector::Server(_))));
     assert!(vectors.iter().any(|v| matches!(v, Vector::Client(_))));
     assert!(vectors.len() > 100, "{} vectors", vectors.len());
