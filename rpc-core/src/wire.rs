@@ -252,10 +252,10 @@ impl Header<'_> {
         Ok(match at.u32()? {
             0 => Header::Request { id: at.u64()?, method: at.u32()?, budget_us: at.u64()? },
             1 => Header::Response { id: at.u64()? },
-            2 => Header::Failure { id: at.u64()?, code: at.u32()?, message: at.string()? },
+            2 => Header::Failure { id: at.u64()?, code: at.u32()?, message: at.message()? },
             3 => Header::Cancel { id: at.u64()? },
             4 => Header::GoAway,
-            5 => Header::Close { code: at.u32()?, message: at.string()? },
+            5 => Header::Close { code: at.u32()?, message: at.message()? },
             tag => return Err(format!("unknown message type {tag}")),
         })
     }
@@ -329,6 +329,14 @@ impl Cursor<'_> {
 
     fn u64(&mut self) -> Result<u64, String> {
         self.varint(VARINT_U64)
+    }
+
+    /// A Failure's or Close's message, cut to [`MAX_MESSAGE`] bytes like one we send: a peer
+    /// that sends a longer one still gets it shown, but no longer than ours.
+    fn message(&mut self) -> Result<Cow<'static, str>, String> {
+        let mut text = self.string()?.into_owned();
+        text.truncate(cut(&text).len());
+        Ok(Cow::Owned(text))
     }
 
     fn string(&mut self) -> Result<Cow<'static, str>, String> {

@@ -362,3 +362,23 @@ fn decoder_errors_are_plain_text() {
         assert!(!message.contains(['{', '}', '[', ']']), "{payload:02x?}: {message}");
     }
 }
+
+/// WIRE.md, "Error messages": a receiver cuts a message over 512 bytes as a sender does, at
+/// the start of the character that would be split.
+#[test]
+fn a_received_message_over_512_bytes_is_cut_at_a_character_boundary() {
+    let long = "€".repeat(200);
+    for header in [
+        Header::Failure { id: 1, code: 2, message: Cow::Borrowed(&long) },
+        Header::Close { code: 11, message: Cow::Borrowed(&long) },
+    ] {
+        let (decoded, _) = fuzz::decode_header(&bincode(&header)).unwrap();
+        let (Header::Failure { message, .. } | Header::Close { message, .. }) = decoded else {
+            panic!("{decoded:?}")
+        };
+        assert_eq!(message, "€".repeat(170), "510 bytes: a 171st character would end at 513");
+    }
+    let exact = "x".repeat(512);
+    let header = Header::Close { code: 11, message: Cow::Borrowed(&exact) };
+    assert_eq!(fuzz::decode_header(&bincode(&header)).unwrap().0, header);
+}
