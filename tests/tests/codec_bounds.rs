@@ -4,10 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::alloc::System;
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use peakmem_alloc::{INSTRUMENTED_SYSTEM, PeakMemAlloc, PeakMemAllocTrait};
+use proptest::prelude::*;
 use rpc_core::__fuzz::{decode_body, encode};
 use rpc_core::DEFAULT_MAX_FRAME;
 use rpc_core::wire::Header;
@@ -43,7 +45,7 @@ fn bincode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 
 /// A byte string decoded through `deserialize_byte_buf`, as `serde_bytes::ByteBuf` and
 /// `bytes::Bytes` are.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct ByteBuf(Vec<u8>);
 
 impl Serialize for ByteBuf {
@@ -222,6 +224,66 @@ fn decode_errors_read_as_plain_words() {
     for (error, expected) in cases {
         assert_eq!(error, expected);
         assert!(!error.contains('{') && !error.contains("::"), "{error}");
+    }
+}
+
+/// A value with a bit of everything the decoder treats apart: strings, byte strings, options,
+/// sequences, maps, tuples, structs and enums.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Shape {
+    Empty,
+    Named { name: String, tags: Vec<String> },
+    Blob(ByteBuf),
+    Table(BTreeMap<u16, Option<i64>>, (char, bool)),
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    let text = ".{0,12}";
+    prop_oneof![
+        Just(Shape::Empty),
+        (text, proptest::collection::vec(text, 0..4))
+            .prop_map(|(name, tags)| Shape::Named { name, tags }),
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| Shape::Blob(ByteBuf(b))),
+        (
+            proptest::collection::btree_map(any::<u16>(), any::<Option<i64>>(), 0..5),
+            any::<(char, bool)>()
+        )
+            .prop_map(|(map, pair)| Shape::Table(map, pair)),
+    ]
+}
+
+/// bincode's own decode of a body that must be used up, for comparison. Its limit keeps a
+/// declared length from aborting the test; the bodies here are far too small to reach it.
+fn bincode_alone<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    let config = bincode::config::standard().with_limit::<{ 1 << 20 }>();
+    match bincode::serde::decode_from_slice::<T, _>(body, config) {
+        Ok((value, used)) if used == body.len() => Some(value),
+        _ => None,
+    }
+}
+
+proptest! {
+    /// The bounded decoder changes what is allocated, not what is accepted: any body, valid,
+    /// cut short or with one byte changed, decodes to what bincode alone makes of it.
+    #[test]
+    fn the_bounded_decoder_accepts_what_bincode_accepts(
+        shapes in proptest::collection::vec(shape(), 0..4),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<(prop::sample::Index, u8)>(),
+        how in 0..3,
+    ) {
+        let _alone = alone();
+        let mut body = bincode(&shapes);
+        match how {
+            0 => {}
+            1 => body.truncate(cut.index(body.len() + 1)),
+            _ => {
+                let at = flip.0.index(body.len());
+                body[at] ^= flip.1.max(1);
+            }
+        }
+        let ours = decode_body::<Vec<Shape>>(&body);
+        prop_assert_eq!(ours.clone().ok(), bincode_alone::<Vec<Shape>>(&body), "{:?}", ours);
     }
 }
 

@@ -40,11 +40,13 @@ impl<'a> Body<'a> {
         self.at.get()
     }
 
+    #[inline]
     fn rest(&self) -> &'a [u8] {
         self.bytes.get(self.at.get()..).unwrap_or_default()
     }
 
     /// The next `len` bytes, consumed; `None` (consuming nothing) if fewer are left.
+    #[inline]
     fn take(&self, len: usize) -> Option<&'a [u8]> {
         let bytes = self.rest().get(..len)?;
         self.at.set(self.at.get() + len);
@@ -64,17 +66,20 @@ impl<'a> Body<'a> {
     /// Counts one more element of a sequence or map. Every element counts as at least one
     /// byte: without it, a declared length of zero-sized elements (a `Vec<()>`) would run the
     /// decoder for as long as it says, reading nothing.
+    #[inline]
     fn count_element<E: de::Error>(&self) -> Result<(), E> {
         let elements = self.elements.get() + 1;
         if elements > self.bytes.len() {
-            return Err(E::custom(format_args!(
-                "more sequence or map elements than the {} bytes of the body",
-                self.bytes.len()
-            )));
+            return Err(too_many_elements(self.bytes.len()));
         }
         self.elements.set(elements);
         Ok(())
     }
+}
+
+#[cold]
+fn too_many_elements<E: de::Error>(body: usize) -> E {
+    E::custom(format_args!("more sequence or map elements than the {body} bytes of the body"))
 }
 
 /// The reader bincode decodes from: the body, at its shared position.
@@ -313,8 +318,9 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
     }
 }
 
-/// A sequence's `size_hint` as far as the body allows. `granted` is what is left of the room
-/// granted on the first call, so asking again does not spend the body-wide budget again.
+/// A sequence's `size_hint` as far as the body allows. `granted` is the room granted on the
+/// first call: asking again does not spend the body-wide budget again, and a visitor that
+/// reserves on every call can hold room for no more than that plus the elements it has.
 fn bounded_hint(
     declared: Option<usize>,
     granted: &Cell<Option<usize>>,
@@ -322,11 +328,11 @@ fn bounded_hint(
 ) -> Option<usize> {
     let declared = declared?;
     Some(match granted.get() {
-        Some(left) => declared.min(left),
+        Some(granted) => declared.min(granted),
         None => {
-            let left = body.reserve(declared);
-            granted.set(Some(left));
-            left
+            let granted_now = body.reserve(declared);
+            granted.set(Some(granted_now));
+            granted_now
         }
     })
 }
@@ -341,6 +347,7 @@ struct Seq<'b, A> {
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
     type Error = A::Error;
 
+    #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
@@ -348,9 +355,6 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Seq<'_, A> {
         let element = self.seq.next_element_seed(Seed { seed, body: self.body })?;
         if element.is_some() && self.declared {
             self.body.count_element()?;
-            if let Some(granted) = self.granted.get() {
-                self.granted.set(Some(granted.saturating_sub(1)));
-            }
         }
         Ok(element)
     }
@@ -380,9 +384,6 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Map<'_, A> {
         let key = self.map.next_key_seed(Seed { seed, body: self.body })?;
         if key.is_some() {
             self.body.count_element()?;
-            if let Some(granted) = self.granted.get() {
-                self.granted.set(Some(granted.saturating_sub(1)));
-            }
         }
         Ok(key)
     }
@@ -405,6 +406,7 @@ struct Seed<'b, S> {
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Seed<'_, S> {
     type Value = S::Value;
 
+    #[inline]
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<S::Value, D::Error> {
         self.seed.deserialize(Bounded::new(de, self.body))
     }
