@@ -20,46 +20,47 @@ use serde::de::{
 /// The body being decoded, shared by the reader bincode pulls from and by [`Bounded`], so both
 /// see one position.
 pub(super) struct Body<'a> {
-    bytes: &'a [u8],
-    /// Bytes consumed so far; never past `bytes.len()`.
-    at: Cell<usize>,
-    /// Elements that sequences and maps were told to reserve room for, in all; at most
-    /// `bytes.len()`.
-    reserved: Cell<usize>,
-    /// Elements of sequences and maps decoded so far, in all; at most `bytes.len()`.
-    elements: Cell<usize>,
+    len: usize,
+    /// The bytes not consumed yet: the end of the body.
+    rest: Cell<&'a [u8]>,
+    /// Room that sequences and maps may still be told to reserve, in elements, for the whole
+    /// body: it starts at the body's length.
+    unreserved: Cell<usize>,
+    /// Elements that sequences and maps may still hold, for the whole body: it starts at the
+    /// body's length.
+    elements_left: Cell<usize>,
 }
 
 impl<'a> Body<'a> {
     pub(super) fn new(bytes: &'a [u8]) -> Body<'a> {
-        Body { bytes, at: Cell::new(0), reserved: Cell::new(0), elements: Cell::new(0) }
+        let len = bytes.len();
+        Body {
+            len,
+            rest: Cell::new(bytes),
+            unreserved: Cell::new(len),
+            elements_left: Cell::new(len),
+        }
     }
 
     /// Bytes consumed so far.
     pub(super) fn used(&self) -> usize {
-        self.at.get()
-    }
-
-    #[inline]
-    fn rest(&self) -> &'a [u8] {
-        self.bytes.get(self.at.get()..).unwrap_or_default()
+        self.len - self.rest.get().len()
     }
 
     /// The next `len` bytes, consumed; `None` (consuming nothing) if fewer are left.
     #[inline]
     fn take(&self, len: usize) -> Option<&'a [u8]> {
-        let bytes = self.rest().get(..len)?;
-        self.at.set(self.at.get() + len);
-        Some(bytes)
+        let rest = self.rest.get();
+        let taken = rest.get(..len)?;
+        self.rest.set(rest.get(len..).unwrap_or_default());
+        Some(taken)
     }
 
     /// How many of `declared` elements a sequence starting now may reserve room for: no more
     /// than the bytes left, nor than what earlier sequences left of the body-wide budget.
     fn reserve(&self, declared: usize) -> usize {
-        let reserved = self.reserved.get();
-        let granted =
-            declared.min(self.rest().len()).min(self.bytes.len().saturating_sub(reserved));
-        self.reserved.set(reserved + granted);
+        let granted = declared.min(self.rest.get().len()).min(self.unreserved.get());
+        self.unreserved.set(self.unreserved.get() - granted);
         granted
     }
 
@@ -68,12 +69,13 @@ impl<'a> Body<'a> {
     /// decoder for as long as it says, reading nothing.
     #[inline]
     fn count_element<E: de::Error>(&self) -> Result<(), E> {
-        let elements = self.elements.get() + 1;
-        if elements > self.bytes.len() {
-            return Err(too_many_elements(self.bytes.len()));
+        match self.elements_left.get().checked_sub(1) {
+            Some(left) => {
+                self.elements_left.set(left);
+                Ok(())
+            }
+            None => Err(too_many_elements(self.len)),
         }
-        self.elements.set(elements);
-        Ok(())
     }
 }
 
@@ -93,18 +95,21 @@ impl Reader for BodyReader<'_> {
                 out.copy_from_slice(bytes);
                 Ok(())
             }
-            None => Err(DecodeError::UnexpectedEnd { additional: out.len() - self.0.rest().len() }),
+            None => {
+                let additional = out.len() - self.0.rest.get().len();
+                Err(DecodeError::UnexpectedEnd { additional })
+            }
         }
     }
 
     #[inline]
     fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
-        self.0.rest().get(..n)
+        self.0.rest.get().get(..n)
     }
 
     #[inline]
     fn consume(&mut self, n: usize) {
-        self.0.at.set(self.0.at.get().saturating_add(n).min(self.0.bytes.len()));
+        self.0.rest.set(self.0.rest.get().get(n..).unwrap_or_default());
     }
 }
 
@@ -127,7 +132,7 @@ impl<'b, 'de, D: Deserializer<'de>> Bounded<'b, D> {
         let body = self.body;
         // Read through bincode so the length is a varint exactly as bincode reads one.
         let len = self.de.deserialize_u64(Length)?;
-        let left = body.rest().len();
+        let left = body.rest.get().len();
         usize::try_from(len).ok().and_then(|len| body.take(len)).ok_or_else(|| {
             de::Error::custom(format_args!(
                 "a length of {len} bytes where the body has {left} left"
