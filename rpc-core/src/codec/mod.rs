@@ -24,6 +24,7 @@
 //! boxes and other collections add their own overhead per element, and a hand-written
 //! `Deserialize` allocates what it chooses.
 
+mod body;
 mod bounded;
 mod messages;
 #[cfg(test)]
@@ -39,7 +40,8 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use bounded::{Body, BodyReader, Bounded};
+use body::{Body, BodyReader};
+use bounded::Bounded;
 
 /// bincode's `standard()` configuration: little endian, variable-length integers. Without a
 /// limit: bincode's limit is a budget on what it is about to allocate, and [`Bounded`] leaves
