@@ -12,7 +12,8 @@
 //! - a string or byte string is allocated only once its declared length is known to fit in the
 //!   bytes left in the body, so strings take at most N bytes in all;
 //! - sequences and maps hold at most N elements in all: every element counts as at least one
-//!   byte, so only a sequence of zero-sized values (a `Vec<()>`) longer than its body is refused;
+//!   byte, which refuses only a sequence of values that take no bytes on the wire (a `Vec<()>`)
+//!   longer than its body;
 //! - sequences and maps reserve room ahead of their elements for at most N elements in all,
 //!   each for no more than the bytes left when it starts (and no more than 1 MiB, serde's own
 //!   cap); past that they grow as their elements arrive.
