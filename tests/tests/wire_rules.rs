@@ -77,7 +77,6 @@ impl Service for EncodeFails {
 
 /// WIRE.md, "Error codes": code 12 when the server cannot encode a handler's return value.
 #[tokio::test]
-#[ignore = "requires code 12 (service.rs Responder::send, error.rs Code::EncodeFailed)"]
 async fn a_return_value_that_cannot_be_encoded_is_failure_12() {
     let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
     let endpoint = server.local_endpoint().clone();
@@ -102,7 +101,6 @@ async fn a_return_value_that_cannot_be_encoded_is_failure_12() {
 /// WIRE.md, "Error messages": a message from the peer is shown with its control characters
 /// escaped, so a server cannot move a terminal's cursor or forge log lines.
 #[test]
-#[ignore = "requires escaping in the Display of Error::Remote (error.rs)"]
 fn a_remote_message_is_displayed_with_its_control_characters_escaped() {
     let error = Error::Remote {
         code: Code::BadRequest,
