@@ -25,6 +25,7 @@
 //! - `config`: [`ServerConfig`].
 //! - `server`: [`Server`]: accept loop, graceful shutdown.
 //! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
+//! - `budget`: the process-wide budget for bytes buffered on behalf of peers.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
 //! - `task`: tasks whose panics are reported.
@@ -38,6 +39,7 @@
 //!   tests; not a public API.
 
 mod accept;
+mod budget;
 mod calls;
 mod client;
 mod codec;
@@ -62,6 +64,7 @@ pub mod wire;
 #[cfg(not(feature = "internals"))]
 mod wire;
 
+pub use budget::DEFAULT_BUFFER_BUDGET;
 pub use client::{Client, ClientConfig};
 pub use config::ServerConfig;
 pub use context::Context;
@@ -72,6 +75,7 @@ pub use net::{Keepalive, Peer};
 pub use rpc_macros::service;
 pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+pub use wire::MIN_MAX_FRAME;
 
 #[cfg(feature = "internals")]
 #[doc(hidden)]
