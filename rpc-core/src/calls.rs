@@ -296,7 +296,11 @@ impl Calls {
         let mut wakers = Vec::new();
         for k in 0..SHARDS {
             let mut shard = self.lock_shard(k);
-            shard.refused = Some(Refusal::Closed);
+            // After a GoAway, later callers keep hearing that the server went away, which
+            // says more than that the connection closed.
+            if shard.refused != Some(Refusal::GoingAway) {
+                shard.refused = Some(Refusal::Closed);
+            }
             for (&id, slot) in shard.pending.iter_mut() {
                 if let Slot::Waiting { waker, .. } = slot {
                     wakers.extend(waker.take());

@@ -30,6 +30,7 @@
 //! - `config`: [`ServerConfig`].
 //! - `server`: [`Server`]: accept loop, graceful shutdown.
 //! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
+//! - `budget`: the process-wide budget for bytes buffered on behalf of peers.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
 //! - `task`: tasks whose panics are reported.
@@ -45,6 +46,7 @@
 mod accept;
 mod backoff;
 mod balance;
+mod budget;
 mod calls;
 mod client;
 mod codec;
@@ -73,6 +75,7 @@ pub mod wire;
 mod wire;
 
 pub use backoff::Backoff;
+pub use budget::DEFAULT_BUFFER_BUDGET;
 pub use client::ClientConfig;
 pub use handle::Client;
 pub use layer::Call;
@@ -87,6 +90,7 @@ pub use net::{Keepalive, Peer};
 pub use rpc_macros::service;
 pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+pub use wire::MIN_MAX_FRAME;
 
 #[cfg(feature = "internals")]
 #[doc(hidden)]

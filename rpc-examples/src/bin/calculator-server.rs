@@ -85,7 +85,7 @@ fn at_least_one(input: &str) -> Result<usize, String> {
 
 fn frame_size(input: &str) -> Result<HumanSize, String> {
     let size: HumanSize = input.parse()?;
-    let min = rpc_core::wire::MIN_MAX_FRAME;
+    let min = rpc_core::MIN_MAX_FRAME;
     if size.0 < min {
         return Err(format!("must be at least {}, room for any error frame", HumanSize(min)));
     }
