@@ -54,7 +54,8 @@ impl Client {
         endpoints: impl IntoIterator<Item = E>,
         config: ClientConfig,
     ) -> Result<Client, Error> {
-        let endpoints = endpoints.into_iter().map(|e| e.to_endpoint()).collect::<Result<Vec<_>, _>>()?;
+        let endpoints =
+            endpoints.into_iter().map(|e| e.to_endpoint()).collect::<Result<Vec<_>, _>>()?;
         let inserts = endpoints.into_iter().enumerate().map(|(k, e)| Change::Insert(k, e));
         Ok(Client::discover(Listed(inserts), config))
     }

@@ -119,7 +119,8 @@ impl Calls {
 
     /// Whether new calls may start here: no GoAway came and the connection is open.
     pub(crate) fn usable(&self) -> bool {
-        !self.closed.load(Ordering::Acquire) && self.last_started.load(Ordering::Acquire) == NO_GOAWAY
+        !self.closed.load(Ordering::Acquire)
+            && self.last_started.load(Ordering::Acquire) == NO_GOAWAY
     }
 
     /// Whether call `id`, which ended in an error, certainly never started on the server: its
@@ -305,7 +306,11 @@ impl Calls {
                 if let Slot::Waiting { waker, .. } = slot {
                     wakers.extend(waker.take());
                     let never_started = self.never_started(id);
-                    *slot = Slot::Done(Err(if never_started { never_started_error() } else { error() }));
+                    *slot = Slot::Done(Err(if never_started {
+                        never_started_error()
+                    } else {
+                        error()
+                    }));
                 }
             }
         }

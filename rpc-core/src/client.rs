@@ -15,9 +15,9 @@ use crate::net::Stream;
 use crate::proto::client::{self as proto, Event};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::NO_DEADLINE;
+use crate::reconnect::Reconnect;
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
-use crate::reconnect::Reconnect;
 use crate::{Endpoint, Error, Keepalive, frame};
 
 /// How a [`Client`](crate::Client) connects and calls. Every field has a safe default.
@@ -99,7 +99,10 @@ struct Shared {
 impl Connection {
     /// Connects to `endpoint`: opens the socket and exchanges hellos within
     /// `config.connect_timeout`.
-    pub(crate) async fn open(endpoint: &Endpoint, config: &ClientConfig) -> Result<Connection, Error> {
+    pub(crate) async fn open(
+        endpoint: &Endpoint,
+        config: &ClientConfig,
+    ) -> Result<Connection, Error> {
         let endpoint = endpoint.clone();
         let handshake = handshake(&endpoint, config);
         let (stream, reader, peer_max) = tokio::time::timeout(config.connect_timeout, handshake)

@@ -167,8 +167,14 @@ impl Client {
         let deadline = Instant::now().checked_add(self.timeout);
         let result = match &self.inner {
             Inner::Managed(owner) => {
-                self.managed_call(&owner.0, method, |buf| wire::body(args)(buf), deadline, idempotent)
-                    .await
+                self.managed_call(
+                    &owner.0,
+                    method,
+                    |buf| wire::body(args)(buf),
+                    deadline,
+                    idempotent,
+                )
+                .await
             }
             Inner::Service(service) => {
                 let mut buf = BytesMut::new();
@@ -200,10 +206,11 @@ impl Client {
         let mut budget = self.timeout;
         loop {
             let conn = manager.connection(deadline).await?;
-            let Failed { error, started } = match conn.call_raw(method, &body, deadline, budget).await {
-                Ok(body) => return Ok(body),
-                Err(failed) => failed,
-            };
+            let Failed { error, started } =
+                match conn.call_raw(method, &body, deadline, budget).await {
+                    Ok(body) => return Ok(body),
+                    Err(failed) => failed,
+                };
             let failed = Failed { error, started };
             if !may_send_again(&failed, idempotent) || !manager.config().reconnect.enabled {
                 return Err(failed.error);
@@ -239,7 +246,9 @@ impl Client {
                     Ok(())
                 };
                 let client = self.with_timeout(request.timeout);
-                client.managed_call(&owner.0, request.method, body, deadline, request.idempotent).await
+                client
+                    .managed_call(&owner.0, request.method, body, deadline, request.idempotent)
+                    .await
             }
             Inner::Service(service) => layer::call(service, request, deadline).await,
         }
@@ -257,8 +266,6 @@ pub(crate) fn may_send_again(failed: &Failed, idempotent: bool) -> bool {
 fn lost(error: &Error) -> bool {
     matches!(
         error,
-        Error::ConnectionClosed
-            | Error::Io(_)
-            | Error::Remote { code: Code::ShuttingDown, .. }
+        Error::ConnectionClosed | Error::Io(_) | Error::Remote { code: Code::ShuttingDown, .. }
     )
 }

@@ -77,19 +77,19 @@ mod wire;
 pub use backoff::Backoff;
 pub use budget::DEFAULT_BUFFER_BUDGET;
 pub use client::ClientConfig;
-pub use handle::Client;
-pub use layer::Call;
-pub use reconnect::{ConnectionState, Reconnect};
-pub use tower;
 pub use config::ServerConfig;
 pub use context::Context;
 pub use endpoint::{Endpoint, ToEndpoint};
 pub use error::{Code, Error};
 pub use frame::DEFAULT_MAX_FRAME;
+pub use handle::Client;
+pub use layer::Call;
 pub use net::{Keepalive, Peer};
+pub use reconnect::{ConnectionState, Reconnect};
 pub use rpc_macros::service;
 pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+pub use tower;
 pub use wire::MIN_MAX_FRAME;
 
 #[cfg(feature = "internals")]

@@ -34,7 +34,12 @@ pub struct Reconnect {
 
 impl Default for Reconnect {
     fn default() -> Self {
-        Reconnect { enabled: true, backoff: Backoff::default(), max_attempts: None, fail_fast: false }
+        Reconnect {
+            enabled: true,
+            backoff: Backoff::default(),
+            max_attempts: None,
+            fail_fast: false,
+        }
     }
 }
 
@@ -95,7 +100,11 @@ pub(crate) struct Manager {
 impl Manager {
     /// A manager for `endpoint`, with `first` as its connection if one was made already; its
     /// task runs until [`Manager::stop`].
-    pub(crate) fn start(endpoint: Endpoint, config: ClientConfig, first: Option<Connection>) -> Arc<Manager> {
+    pub(crate) fn start(
+        endpoint: Endpoint,
+        config: ClientConfig,
+        first: Option<Connection>,
+    ) -> Arc<Manager> {
         let state = match first {
             Some(_) => ConnectionState::Connected,
             None => ConnectionState::Connecting { failures: 0, last_error: None },
@@ -211,7 +220,8 @@ impl Manager {
             let mut failures = 0;
             let conn = loop {
                 let shown = last_error.as_ref().map(Error::duplicate);
-                self.state.send_replace(ConnectionState::Connecting { failures, last_error: shown });
+                self.state
+                    .send_replace(ConnectionState::Connecting { failures, last_error: shown });
                 match Connection::open(&self.endpoint, &self.config).await {
                     Ok(conn) => break conn,
                     Err(e) => {
@@ -226,7 +236,10 @@ impl Manager {
                         last_error = Some(e);
                         let delay = self.config.reconnect.backoff.delay(failures, jitter.next());
                         let shown = last_error.as_ref().map(Error::duplicate);
-                        self.state.send_replace(ConnectionState::Connecting { failures, last_error: shown });
+                        self.state.send_replace(ConnectionState::Connecting {
+                            failures,
+                            last_error: shown,
+                        });
                         tokio::time::sleep(delay).await;
                     }
                 }

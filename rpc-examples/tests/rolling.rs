@@ -74,7 +74,11 @@ struct Tally {
 }
 
 /// `TASKS` tasks calling `add(2, 3)` through `calc` until `stop` is set.
-fn load(calc: &CalculatorClient, tally: &Arc<Tally>, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<()>> {
+fn load(
+    calc: &CalculatorClient,
+    tally: &Arc<Tally>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..TASKS)
         .map(|_| {
             let (calc, tally, stop) = (calc.clone(), tally.clone(), stop.clone());
@@ -87,7 +91,11 @@ fn load(calc: &CalculatorClient, tally: &Arc<Tally>, stop: &Arc<AtomicBool>) -> 
                     match result {
                         Ok(Ok(5)) => tally.ok.fetch_add(1, Ordering::Relaxed),
                         other => {
-                            tally.failures.lock().unwrap().push((Instant::now(), format!("{other:?}")));
+                            tally
+                                .failures
+                                .lock()
+                                .unwrap()
+                                .push((Instant::now(), format!("{other:?}")));
                             tally.failed.fetch_add(1, Ordering::Relaxed)
                         }
                     };
@@ -125,7 +133,8 @@ async fn a_rolling_restart_of_three_servers_under_load_fails_no_call() {
         let address = servers[k].endpoint.clone();
         let old = servers.remove(k);
         tokio::task::spawn_blocking(move || old.terminate()).await.unwrap();
-        let new = tokio::task::spawn_blocking(move || ServerProcess::start(&address)).await.unwrap();
+        let new =
+            tokio::task::spawn_blocking(move || ServerProcess::start(&address)).await.unwrap();
         servers.insert(k, new);
         more_calls(&tally, 500).await;
     }
@@ -158,6 +167,9 @@ async fn a_killed_server_fails_only_its_calls_in_flight_and_is_left_out_within_a
     assert!(failures.len() <= TASKS, "{} failures: {:?}", failures.len(), failures.first());
     for (at, failure) in failures.iter() {
         let after = at.saturating_duration_since(killed_at);
-        assert!(after < Duration::from_secs(1), "a call failed {after:?} after the kill: {failure}");
+        assert!(
+            after < Duration::from_secs(1),
+            "a call failed {after:?} after the kill: {failure}"
+        );
     }
 }

@@ -76,7 +76,10 @@ async fn calls(client: &NodeClient, total: usize, tasks: usize) {
         .map(|_| {
             let (client, left) = (client.clone(), left.clone());
             tokio::spawn(async move {
-                while left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                while left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
                     client.whoami().await.unwrap();
                 }
             })
@@ -127,7 +130,11 @@ async fn a_dead_endpoint_is_dropped_and_used_again_once_its_server_returns() {
     let before: Vec<usize> = replicas.iter().map(|r| r.hits.load(Ordering::SeqCst)).collect();
     calls(&client, 300, 8).await;
     let after: Vec<usize> = replicas.iter().map(|r| r.hits.load(Ordering::SeqCst)).collect();
-    assert_eq!(after.iter().sum::<usize>() - before.iter().sum::<usize>(), 300, "all to the others");
+    assert_eq!(
+        after.iter().sum::<usize>() - before.iter().sum::<usize>(),
+        300,
+        "all to the others"
+    );
     // Back on the same address: the balancer sends to it again.
     let back = replica(&address, 2).await;
     within(async {

@@ -91,7 +91,10 @@ async fn host_names_are_resolved_for_bind_and_connect() {
     assert!(host == "127.0.0.1" || host == "::1", "{host}");
     let by_name: Endpoint = format!("tcp://localhost:{port}").parse().unwrap();
     let client = exercise(&by_name).await;
-    assert_eq!(client.endpoint().expect("made from an endpoint").to_string(), format!("tcp://localhost:{port}"));
+    assert_eq!(
+        client.endpoint().expect("made from an endpoint").to_string(),
+        format!("tcp://localhost:{port}")
+    );
     server.stop().await.unwrap();
 }
 

@@ -125,8 +125,7 @@ async fn random_bytes_after_the_hello_end_every_pending_call_with_an_error() {
 async fn random_bytes_in_place_of_the_hello_fail_connect() {
     for unix in [false, true] {
         for seed in 1..=8 {
-            let (client, socket) =
-                connected_with(unix, &garbage(seed, 64), one_connection()).await;
+            let (client, socket) = connected_with(unix, &garbage(seed, 64), one_connection()).await;
             drop(socket);
             let err = client.unwrap_err();
             assert!(

@@ -149,7 +149,8 @@ pub trait Store {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_methods_marked_idempotent_are_sent_again_and_others_are_not() {
     let (listener, endpoint) = hand_driven().await;
-    let (client, mut first) = tokio::join!(StoreClient::connect(&endpoint), accept_hello(&listener));
+    let (client, mut first) =
+        tokio::join!(StoreClient::connect(&endpoint), accept_hello(&listener));
     let store = client.unwrap();
     let bump = tokio::spawn({
         let store = store.clone();
@@ -195,7 +196,10 @@ async fn a_call_never_waits_past_its_deadline_for_a_connection_attempt_that_hang
     });
     let client = Client::connect_lazy(&endpoint, ClientConfig::default()).unwrap();
     let started = Instant::now();
-    let result = within(client.with_timeout(Duration::from_millis(200)).call::<_, i64>(ADD, &(1_i64, 1_i64))).await;
+    let result = within(
+        client.with_timeout(Duration::from_millis(200)).call::<_, i64>(ADD, &(1_i64, 1_i64)),
+    )
+    .await;
     assert!(matches!(result, Err(Error::DeadlineExceeded(_))), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     assert!(matches!(client.state(), ConnectionState::Connecting { failures: 0, .. }));
@@ -250,11 +254,11 @@ async fn attempts_back_off_exponentially_with_bounded_jitter() {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let gaps: Vec<u64> =
-        attempts.windows(2).map(|w| (w[1] - w[0]).as_millis() as u64).collect();
+    let gaps: Vec<u64> = attempts.windows(2).map(|w| (w[1] - w[0]).as_millis() as u64).collect();
     // 100 ms doubling to the 1 s maximum, each within 20% either way (and never past 1 s);
     // a gap is measured in 1 ms steps, so it may read 1 ms long.
-    let bounds = [(80, 121), (160, 241), (320, 481), (640, 961), (800, 1001), (800, 1001), (800, 1001)];
+    let bounds =
+        [(80, 121), (160, 241), (320, 481), (640, 961), (800, 1001), (800, 1001), (800, 1001)];
     for (gap, (low, high)) in gaps.iter().zip(bounds) {
         assert!((low..=high).contains(gap), "gaps {gaps:?}");
     }

@@ -90,7 +90,10 @@ async fn repeat(calc: &CalculatorClient, call: &Call, total: u64, tasks: u64) ->
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut failures = Vec::new();
-                while left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+                while left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
                     let started = Instant::now();
                     match call.run(&calc).await {
                         Ok(Ok(_)) => {}
@@ -115,7 +118,8 @@ async fn repeat(calc: &CalculatorClient, call: &Call, total: u64, tasks: u64) ->
     }
     latencies.sort_unstable();
     let ms = |q: f64| {
-        let at = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+        let at =
+            ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
         latencies.get(at).copied().unwrap_or(Duration::ZERO).as_secs_f64() * 1e3
     };
     let failed = failures.len();
