@@ -8,8 +8,8 @@ use std::time::Duration;
 /// random fraction of at most `jitter` either way (and kept within `max`), so that many
 /// clients cut off at once do not all come back in the same instant.
 ///
-/// The first attempt after a connection is lost is made at once; the delays come between
-/// the attempts that follow.
+/// The first attempt after a connection is lost is made at once (for one that went away idle,
+/// when the next call needs it); the delays come between the attempts that follow.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Backoff {

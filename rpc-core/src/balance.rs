@@ -142,6 +142,7 @@ impl tower::Service<Call> for One {
             }
             // Subscribed before looking again, so a connection made meanwhile is not missed.
             let mut changes = self.manager.subscribe();
+            self.manager.want();
             if self.manager.usable().is_some() {
                 return Poll::Ready(Ok(()));
             }

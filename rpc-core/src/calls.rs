@@ -117,6 +117,11 @@ impl Calls {
         }
     }
 
+    /// Calls registered and not yet removed.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.0.load(Ordering::Acquire)
+    }
+
     /// Whether new calls may start here: no GoAway came and the connection is open.
     pub(crate) fn usable(&self) -> bool {
         !self.closed.load(Ordering::Acquire)

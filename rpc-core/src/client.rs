@@ -133,6 +133,11 @@ impl Connection {
         self.handle.shared.calls.usable()
     }
 
+    /// Whether calls are in flight here.
+    pub(crate) fn busy(&self) -> bool {
+        self.handle.shared.calls.in_flight() > 0
+    }
+
     /// Waits until new calls may no longer start here: GoAway came, or the connection ended.
     pub(crate) async fn unusable(&self) {
         self.handle.shared.calls.unusable().await;

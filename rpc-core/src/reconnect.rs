@@ -4,7 +4,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +56,9 @@ impl Reconnect {
 pub enum ConnectionState {
     /// A connection is up and takes calls.
     Connected,
+    /// The connection went away while no call used it (such as a server's idle close); the
+    /// next call makes a new one.
+    Idle,
     /// No connection takes calls; one is being made, or will be after a backoff delay.
     Connecting {
         /// Failed attempts in a row so far.
@@ -75,6 +78,7 @@ impl Clone for ConnectionState {
     fn clone(&self) -> Self {
         match self {
             ConnectionState::Connected => ConnectionState::Connected,
+            ConnectionState::Idle => ConnectionState::Idle,
             ConnectionState::Connecting { failures, last_error } => ConnectionState::Connecting {
                 failures: *failures,
                 last_error: last_error.as_ref().map(Error::duplicate),
@@ -95,6 +99,8 @@ pub(crate) struct Manager {
     state: watch::Sender<ConnectionState>,
     /// Cancelled when the last handle goes: the manager task stops.
     gone: CancellationToken,
+    /// A caller (or the balancer) needs a connection; see [`Manager::want`].
+    wanted: Notify,
 }
 
 impl Manager {
@@ -115,6 +121,7 @@ impl Manager {
             current: RwLock::new(first),
             state: watch::Sender::new(state),
             gone: CancellationToken::new(),
+            wanted: Notify::new(),
         });
         let gone = manager.gone.clone();
         let run = manager.clone().run();
@@ -167,6 +174,7 @@ impl Manager {
                 }
                 _ => {}
             }
+            self.want();
             let changed = changes.changed();
             let changed = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline, changed).await,
@@ -210,12 +218,19 @@ impl Manager {
             if let Some(conn) = current {
                 conn.unusable().await;
                 tracing::debug!(endpoint = %self.endpoint, "connection lost or going away");
+                if !self.config.reconnect.enabled {
+                    let last_error = Error::ConnectionClosed;
+                    self.state.send_replace(ConnectionState::Failed { last_error });
+                    return;
+                }
                 last_error = Some(Error::ConnectionClosed);
-            }
-            if !self.config.reconnect.enabled && self.current_exists() {
-                let last_error = last_error.take().unwrap_or(Error::ConnectionClosed);
-                self.state.send_replace(ConnectionState::Failed { last_error });
-                return;
+                if !conn.busy() {
+                    // Nobody was using it (a server's idle close, say): the next call asks for
+                    // a new one, so an idle client does not redial a server that keeps closing
+                    // idle connections.
+                    self.state.send_replace(ConnectionState::Idle);
+                    self.wanted.notified().await;
+                }
             }
             let mut failures = 0;
             let conn = loop {
@@ -251,7 +266,8 @@ impl Manager {
         }
     }
 
-    fn current_exists(&self) -> bool {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    /// Asks for a connection: one that went away idle is replaced only when this is called.
+    pub(crate) fn want(&self) {
+        self.wanted.notify_one();
     }
 }

@@ -263,3 +263,20 @@ async fn attempts_back_off_exponentially_with_bounded_jitter() {
         assert!((low..=high).contains(gap), "gaps {gaps:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_closed_while_idle_is_replaced_only_when_a_call_needs_one() {
+    let mut config = rpc_core::ServerConfig::default();
+    config.idle_timeout = Duration::from_secs(5);
+    let server = start_with("tcp://127.0.0.1:0", config).await;
+    let client = Client::connect(&server.endpoint).await.unwrap();
+    assert_eq!(client.call::<_, i64>(ADD, &(1_i64, 1_i64)).await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    until_state(&client, |s| matches!(s, ConnectionState::Idle)).await;
+    // Many idle timeouts later, still no new connection: nothing asked for one.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(matches!(client.state(), ConnectionState::Idle), "{:?}", client.state());
+    assert_eq!(client.call::<_, i64>(ADD, &(2_i64, 2_i64)).await.unwrap(), 4);
+    assert!(matches!(client.state(), ConnectionState::Connected));
+    server.stop().await.unwrap();
+}
