@@ -88,7 +88,7 @@ pub(crate) async fn serve_conn<S: Service>(
         let mut hello = BytesMut::new();
         wire::encode_hello(&mut hello, config.max_frame);
         conn::write_all(&stream, hello).await?;
-        let first = next_frame(&stream, &mut reader).await?.ok_or(Error::ConnectionClosed)?;
+        let first = conn::next_frame(&stream, &mut reader).await?.ok_or(Error::ConnectionClosed)?;
         wire::decode_hello(&first)
     };
     let handshake = tokio::time::timeout(config.handshake_timeout, handshake);
@@ -146,22 +146,6 @@ pub(crate) async fn serve_conn<S: Service>(
     // are dropped unanswered, and the client, having read our end of stream, knows from
     // GoAway's last id that they never started.
     discard_until_closed(&stream, Duration::from_secs(5)).await;
-}
-
-/// Waits for the next frame during the handshake. `Ok(None)` is a clean end of stream.
-async fn next_frame(
-    stream: &Stream,
-    reader: &mut FrameReader,
-) -> Result<Option<bytes::Bytes>, Error> {
-    loop {
-        if let Some(frame) = reader.next_buffered()? {
-            return Ok(Some(frame));
-        }
-        stream.readable().await?;
-        if !reader.fill(|buf| stream.try_read_buf(buf))? {
-            return Ok(None);
-        }
-    }
 }
 
 /// Where a connection's calls send their outcomes.

@@ -2,9 +2,9 @@
 //! connection events with the peer; handler panics with the method.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use common::Captured;
 use rpc_core::{Client, Code, DispatchError, HandlerFuture, Responder, Server, Service};
 
 /// Method 1 logs an event from inside its handler and answers; method 2 panics.
@@ -43,21 +43,6 @@ impl Service for Chatty {
             })),
             _ => Err(DispatchError::UnknownMethod),
         }
-    }
-}
-
-/// Collects what the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
