@@ -22,10 +22,16 @@ use crate::conn::{self, Outbox};
 use crate::net::{Peer, Stream};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::{self, ServerConn, Step};
+use crate::ratelimit::RateLimit;
 use crate::service::{DispatchError, Responder, Service, Sink};
 use crate::task::{CatchUnwind, panic_message};
 use crate::wire::{self, Header};
 use crate::{Code, Error, ServerConfig};
+
+/// Warnings about peers that broke the protocol: at most one line every few seconds, across
+/// every connection of the process, saying how many were held back.
+static BROKEN_PEERS: std::sync::Mutex<RateLimit> =
+    std::sync::Mutex::new(RateLimit::new(Duration::from_secs(5)));
 
 /// Answers a connection over the limit with an `Overloaded` Close frame.
 pub(crate) async fn refuse(stream: Stream, limit: usize) {
@@ -130,8 +136,15 @@ pub(crate) async fn serve_conn<S: Service>(
     let result = driver.run(&stream, &mut reader, &go_away, &hard_stop, timeouts).await;
     match &result {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
+        // A peer that resets is its own business; one that breaks the protocol is worth a
+        // warning, but not one per peer when thousands do it.
+        Err(e @ Error::Io(_)) => tracing::debug!(%peer, error = %e, "connection failed"),
         Err(e) => {
-            tracing::warn!(%peer, error = %e, "closing connection");
+            let now = Instant::now();
+            let warn = BROKEN_PEERS.lock().unwrap_or_else(|e| e.into_inner()).check(now);
+            if let Some(suppressed) = warn {
+                tracing::warn!(%peer, error = %e, suppressed, "closing connection");
+            }
             if let Some(code) = e.close_code() {
                 outbox.close_with(&Header::close(code, &e.to_string()));
             }
