@@ -5,6 +5,11 @@
 //! `FooServer`; this crate is what those stand on. See the repository's README for a complete
 //! example and WIRE.md for the protocol.
 //!
+//! A [`Client`] reconnects on its own and hands calls over to a new connection when its server
+//! sends GoAway ([`Reconnect`]); it is a `tower::Service` of [`Call`]s, [`Client::from_service`]
+//! puts tower layers under a generated client, and [`Client::balanced`] spreads calls over
+//! several servers.
+//!
 //! # Layout
 //! Sockets:
 //! - `endpoint`: `tcp://…` / `unix:…` addresses, parsed and displayed ([`Endpoint`]).

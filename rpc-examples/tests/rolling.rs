@@ -173,3 +173,33 @@ async fn a_killed_server_fails_only_its_calls_in_flight_and_is_left_out_within_a
         );
     }
 }
+
+/// Runs `calculator-client` with `args` to completion: its status and stdout.
+fn client(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_calculator-client"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run calculator-client");
+    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[test]
+fn the_client_repeats_a_call_over_several_servers_and_prints_one_summary_line() {
+    let (a, b) =
+        (ServerProcess::start("tcp://127.0.0.1:0"), ServerProcess::start("tcp://127.0.0.1:0"));
+    let connect = ["--connect", &a.endpoint, "--connect", &b.endpoint];
+    let (status, out) = client(
+        &[&connect[..], &["--repeat", "300", "--concurrency", "4", "add", "2", "3"]].concat(),
+    );
+    assert_eq!(status, Some(0), "{out}");
+    let line = out.trim();
+    assert!(line.starts_with("300 calls: 300 ok, 0 failed, p50 "), "{line}");
+    assert!(line.ends_with(" ms") && line.contains(" ms, p99 ") && !line.contains('\n'), "{line}");
+    // A call the calculator refuses counts as failed, and the exit status says so.
+    let (status, out) = client(
+        &[&connect[..], &["--repeat", "20", "--concurrency", "2", "div", "1", "0"]].concat(),
+    );
+    assert_eq!(status, Some(1), "{out}");
+    assert!(out.starts_with("20 calls: 0 ok, 20 failed, p50 "), "{out}");
+}
