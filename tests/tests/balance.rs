@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::within;
+use common::{HELLO_4MIB, expect_frame, frame, within};
 use rpc_core::tower::ServiceBuilder;
 use rpc_core::tower::discover::Change;
 use rpc_core::{Client, ClientConfig, Endpoint, Error, Server};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -22,6 +24,9 @@ pub trait Node {
     async fn whoami(&self) -> u32;
     /// Sleeps `ms` milliseconds, then says which server it is.
     async fn slow(&self, ms: u64) -> u32;
+    /// `whoami`, marked safe to repeat.
+    #[rpc(idempotent)]
+    async fn whoami_again(&self) -> u32;
 }
 
 struct Replica {
@@ -33,6 +38,10 @@ impl Node for Replica {
     async fn whoami(&self) -> u32 {
         self.hits.fetch_add(1, Ordering::Relaxed);
         self.id
+    }
+
+    async fn whoami_again(&self) -> u32 {
+        self.whoami().await
     }
 
     async fn slow(&self, ms: u64) -> u32 {
@@ -218,4 +227,31 @@ async fn tower_layers_apply_to_a_client_through_service_builder() {
     let shed = node.whoami().await.unwrap_err();
     assert!(matches!(shed, Error::Layer(_)), "{shed:?}");
     assert_eq!(within(busy).await.unwrap().unwrap(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_call_lost_with_its_server_is_answered_by_another() {
+    let survivor = replica("tcp://127.0.0.1:0", 1).await;
+    // A server that takes one call and vanishes without answering it, for good.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let doomed = format!("tcp://{}", listener.local_addr().unwrap());
+    let (dropped, mut was_dropped) = oneshot::channel();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        socket.write_all(&HELLO_4MIB).await.unwrap();
+        assert_eq!(frame(&expect_frame(&mut socket).await), HELLO_4MIB);
+        expect_frame(&mut socket).await;
+        drop((socket, listener));
+        let _ = dropped.send(());
+    });
+    let endpoints = [doomed, survivor.endpoint.to_string()];
+    let client = NodeClient::new(Client::balanced(endpoints, quick_backoff()).unwrap());
+    // Until one went to the doomed server, every call is answered, all by the survivor.
+    within(async {
+        while was_dropped.try_recv().is_err() {
+            assert_eq!(client.whoami_again().await.unwrap(), 1);
+        }
+    })
+    .await;
+    assert_eq!(client.whoami_again().await.unwrap(), 1);
 }
