@@ -17,6 +17,8 @@ use crate::net::Stream;
 use crate::proto::client::{self as proto, Event};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::NO_DEADLINE;
+use crate::proto::stream::StreamWindow;
+use crate::stream_slot::Slots;
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
 use crate::{Code, Endpoint, Error, Keepalive, ToEndpoint, frame};
@@ -39,6 +41,10 @@ pub struct ClientConfig {
     /// noticed and the pending calls end; `None` turns it off. Default:
     /// [`Keepalive::default()`] (a dead peer is noticed within 90 s).
     pub tcp_keepalive: Option<Keepalive>,
+    /// The credit each stream the server sends (a `Streaming` result) gets: items and bytes
+    /// in flight, which bounds the memory it holds to `items` frames and `bytes` plus one
+    /// frame. Default: [`StreamWindow::DEFAULT`] (256 items, 256 KiB).
+    pub stream_window: StreamWindow,
 }
 
 impl Default for ClientConfig {
@@ -49,6 +55,7 @@ impl Default for ClientConfig {
             max_frame: frame::DEFAULT_MAX_FRAME,
             max_in_flight: 1024,
             tcp_keepalive: Some(Keepalive::default()),
+            stream_window: StreamWindow::DEFAULT,
         }
     }
 }
@@ -59,8 +66,8 @@ impl Default for ClientConfig {
 /// Usually wrapped by a generated `FooClient`; [`Client::call`] is the untyped entry point.
 #[derive(Clone)]
 pub struct Client {
-    handle: Arc<Handle>,
-    timeout: Duration,
+    pub(crate) handle: Arc<Handle>,
+    pub(crate) timeout: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -73,8 +80,8 @@ impl std::fmt::Debug for Client {
 }
 
 /// Owned by the clones of one `Client`; dropping the last one ends the connection.
-struct Handle {
-    shared: Arc<Shared>,
+pub(crate) struct Handle {
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Drop for Handle {
@@ -84,11 +91,14 @@ impl Drop for Handle {
 }
 
 /// State shared by the callers and the connection's reader task.
-struct Shared {
-    outbox: Arc<Outbox>,
-    calls: Calls,
+pub(crate) struct Shared {
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) calls: Calls,
     endpoint: Endpoint,
     user_gone: Notify,
+    /// The streams of calls in flight, by request id.
+    pub(crate) slots: Slots,
+    pub(crate) window: StreamWindow,
 }
 
 impl Client {
@@ -124,6 +134,8 @@ impl Client {
             calls: Calls::new(config.max_in_flight),
             endpoint,
             user_gone: Notify::new(),
+            slots: Slots::default(),
+            window: config.stream_window,
         });
         spawn_logged("client writer", outbox.run_writer());
         let watched = shared.clone();
@@ -255,16 +267,24 @@ impl Drop for CallGuard<'_> {
 
 impl Shared {
     /// Tells the server that call `id` was abandoned.
-    fn cancel(&self, id: u64) {
+    pub(crate) fn cancel(&self, id: u64) {
         let _ = self.outbox.send(&Header::Cancel { id }, wire::no_body);
     }
 
     /// Ends every pending call with an error made by `error` and refuses new ones.
     fn close(&self, error: impl Fn() -> Error) {
         self.calls.close(error);
+        self.slots.close_all();
         // Every call has ended: nothing queued is still wanted, and a server that stopped
         // reading must not keep the writer task (and the socket) alive.
         self.outbox.close(false);
+    }
+
+    /// A stream frame for a call with no open stream: dropped if the call ended (the frame
+    /// crossed its end), a protocol violation if no call had that id.
+    fn unknown_stream(&self, id: u64) -> Result<(), Error> {
+        let used = if self.calls.was_used(id) { id } else { 0 };
+        crate::proto::stream::unknown_stream(id, used)
     }
 
     /// Handles one frame from the server.
@@ -276,6 +296,14 @@ impl Shared {
                 self.calls.go_away(last_id);
                 Ok(())
             }
+            Event::Item { id, body_at } => match self.slots.get(id) {
+                Some(slot) => slot.on_item(id, frame.slice(body_at..)),
+                None => self.unknown_stream(id),
+            },
+            Event::Credit { id, grant } => match self.slots.get(id) {
+                Some(slot) => slot.on_credit(id, grant),
+                None => self.unknown_stream(id),
+            },
         }
     }
 }
@@ -354,6 +382,7 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
         Err(e) => {
             tracing::debug!(endpoint = %shared.endpoint, error = %e, "connection failed");
             shared.calls.close(|| e.duplicate());
+            shared.slots.close_all();
             match e.close_code() {
                 // The server broke the protocol (or sent too large a frame): say so, as it would.
                 Some(code) => shared.outbox.close_with(&Header::close(code, &e.to_string())),

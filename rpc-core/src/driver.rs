@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::task::{AbortHandle, Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,8 +21,10 @@ use crate::config::Authorizer;
 use crate::conn::{self, Outbox};
 use crate::net::{Peer, Stream};
 use crate::proto::inbound::FrameReader;
-use crate::proto::server::{self, ServerConn, Step};
+use crate::proto::server::{self, ServerConn, Step, StreamFrame};
+use crate::proto::stream::StreamWindow;
 use crate::service::{DispatchError, Responder, Service, Sink};
+use crate::stream_slot::Slots;
 use crate::task::{CatchUnwind, panic_message};
 use crate::wire::{self, Header};
 use crate::{Code, Error, ServerConfig};
@@ -118,7 +120,12 @@ pub(crate) async fn serve_conn<S: Service>(
     let writer = AbortOnDropHandle::new(tokio::spawn(outbox.clone().run_writer()));
     let mut driver = Driver {
         service,
-        sink: Arc::new(ConnSink { outbox: outbox.clone(), peer: peer.clone() }),
+        sink: Arc::new(ConnSink {
+            outbox: outbox.clone(),
+            peer: peer.clone(),
+            slots: Slots::default(),
+            window: config.stream_window,
+        }),
         proto: ServerConn::new(config.max_in_flight),
         handlers: JoinSet::new(),
         tasks: HashMap::new(),
@@ -134,6 +141,7 @@ pub(crate) async fn serve_conn<S: Service>(
         }
     }
     // Handlers still running are dropped with the driver: nobody is left to answer.
+    driver.sink.slots.close_all();
     drop(driver);
     outbox.close(true);
     // The writer shuts our side down once everything queued is written.
@@ -165,6 +173,9 @@ async fn next_frame(
 struct ConnSink {
     outbox: Arc<Outbox>,
     peer: Arc<Peer>,
+    /// The streams of the calls running, by request id.
+    slots: Slots,
+    window: StreamWindow,
 }
 
 impl Sink for ConnSink {
@@ -186,6 +197,33 @@ impl Sink for ConnSink {
             tracing::warn!(id, error = %message, "response not sent");
         }
         self.outbox.fail_call(id, code, &message);
+    }
+
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    fn window(&self) -> StreamWindow {
+        self.window
+    }
+
+    fn send_stream_frame(
+        &self,
+        header: &Header<'_>,
+        body: &mut dyn FnMut(&mut BytesMut) -> Result<(), CodecError>,
+    ) -> Result<usize, Error> {
+        let mut len = 0;
+        self.outbox.send(header, |buf| {
+            let before = buf.len();
+            body(buf)?;
+            len = buf.len() - before;
+            Ok(())
+        })?;
+        Ok(len)
+    }
+
+    fn fail(&self, id: u64, code: Code, message: &str) {
+        self.outbox.fail_call(id, code, message);
     }
 }
 
@@ -310,6 +348,15 @@ impl<S: Service> Driver<S> {
             Step::PeerClosed { code, message } => {
                 tracing::debug!(%code, %message, "peer closed the connection");
             }
+            Step::Stream { id, frame } => match self.sink.slots.get(id) {
+                // Items are copied out of the read buffer: the handler takes them later.
+                Some(slot) => match frame {
+                    StreamFrame::Item(body) => slot.on_item(id, Bytes::copy_from_slice(body))?,
+                    StreamFrame::End => slot.on_end(id)?,
+                    StreamFrame::Credit(grant) => slot.on_credit(id, grant)?,
+                },
+                None => self.proto.unknown_stream(id)?,
+            },
         }
         Ok(Some(()))
     }

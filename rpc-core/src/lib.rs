@@ -28,6 +28,10 @@
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
 //! - `task`: tasks whose panics are reported.
+//! - `stream_slot`: one call's streams shared by the reader and the task that takes or sends
+//!   items: credit, items not yet taken, wakers.
+//! - `streaming`: [`Streaming`], a stream of items within a call, on either side.
+//! - `client_streams`: the client's streaming calls: items out under credit, items in.
 //!
 //! The contract with generated code:
 //! - `context`: [`Context`], what a handler knows about its call.
@@ -40,6 +44,7 @@
 mod accept;
 mod calls;
 mod client;
+mod client_streams;
 mod codec;
 mod config;
 mod conn;
@@ -55,6 +60,8 @@ mod ratelimit;
 mod server;
 mod service;
 mod sockfile;
+mod stream_slot;
+mod streaming;
 mod task;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
@@ -69,9 +76,11 @@ pub use endpoint::{Endpoint, ToEndpoint};
 pub use error::{Code, Error};
 pub use frame::DEFAULT_MAX_FRAME;
 pub use net::{Keepalive, Peer};
+pub use proto::stream::StreamWindow;
 pub use rpc_macros::service;
 pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+pub use streaming::{StreamSender, Streaming};
 
 #[cfg(feature = "internals")]
 #[doc(hidden)]
@@ -81,6 +90,7 @@ pub mod __fuzz;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+    pub use futures_core::Stream;
     pub use std::boxed::Box;
     pub use std::sync::Arc;
 }

@@ -11,6 +11,9 @@
 //!   Cancel   { id }
 //!   GoAway   { last_id }
 //!   Close    { code, message }
+//!   Item     { id }                     ++ bincode(one stream item)
+//!   End      { id }
+//!   Credit   { id, items, bytes }
 //! ```
 //!
 //! The first frame in each direction is a [`Hello`] instead.
@@ -88,6 +91,32 @@ pub enum Header<'a> {
         code: u32,
         /// A human-readable explanation.
         message: Cow<'a, str>,
+    },
+    /// Tag 6, kept for a request that carries metadata (another branch defines it): only here
+    /// so that the variants after it keep their wire tags, which are their serde indexes.
+    /// Never sent; a received tag 6 is an unknown message.
+    #[doc(hidden)]
+    Reserved6,
+    /// Either way: one item of call `id`'s stream; the body is the item. Sent only within the
+    /// credit the receiver granted (see `proto::stream`).
+    Item {
+        /// The call's request id.
+        id: u64,
+    },
+    /// Client → server: the client's stream of items for call `id` is over.
+    End {
+        /// The call's request id.
+        id: u64,
+    },
+    /// Either way: the receiver of call `id`'s stream lets the sender send `items` more items
+    /// and `bytes` more bytes of item bodies.
+    Credit {
+        /// The call's request id.
+        id: u64,
+        /// More items that may be sent.
+        items: u32,
+        /// More body bytes that may be sent.
+        bytes: u64,
     },
 }
 
@@ -239,6 +268,22 @@ impl Header<'_> {
                 put_varint(buf, u64::from(*code));
                 put_str(buf, message);
             }
+            // Never made by this crate; what bincode would write, for the property test.
+            Header::Reserved6 => put_varint(buf, 6),
+            Header::Item { id } => {
+                put_varint(buf, 7);
+                put_varint(buf, *id);
+            }
+            Header::End { id } => {
+                put_varint(buf, 8);
+                put_varint(buf, *id);
+            }
+            Header::Credit { id, items, bytes } => {
+                put_varint(buf, 9);
+                put_varint(buf, *id);
+                put_varint(buf, u64::from(*items));
+                put_varint(buf, *bytes);
+            }
         }
     }
 
@@ -250,6 +295,9 @@ impl Header<'_> {
             3 => Header::Cancel { id: at.u64()? },
             4 => Header::GoAway { last_id: at.u64()? },
             5 => Header::Close { code: at.u32()?, message: at.message()? },
+            7 => Header::Item { id: at.u64()? },
+            8 => Header::End { id: at.u64()? },
+            9 => Header::Credit { id: at.u64()?, items: at.u32()?, bytes: at.u64()? },
             tag => return Err(format!("unknown message type {tag}")),
         })
     }
