@@ -10,7 +10,7 @@ use syn::visit::{self, Visit};
 use syn::{Lifetime, PatType, TraitItem, Type, TypeImplTrait, TypeInfer, TypePath, TypeReference};
 
 use crate::method_id::{self, const_name};
-use crate::parse::{Method, Service, is_context, plain_name};
+use crate::parse::{Method, Service, is_context, is_streaming, plain_name, streaming_item};
 
 /// Inherent items of the generated client besides the service's methods; a service method of
 /// the same name would collide with them (`clone` would hide `Clone::clone`).
@@ -108,6 +108,7 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
     if let Some(context) = method.context {
         check_context(context, errors);
     }
+    check_streams(method, errors);
     for arg in &method.args {
         if let Some(attr) = arg.pat_type.attrs.first() {
             errors.push(attr, "attributes on service method parameters are not supported");
@@ -119,11 +120,13 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
                  add `mut` in the impl instead",
             );
         }
-        TypeCheck { position: Position::Arg, errors: &mut *errors }.visit_type(arg.ty());
+        let ty = streaming_item(arg.ty()).unwrap_or(arg.ty());
+        TypeCheck { position: Position::Arg, errors: &mut *errors }.visit_type(ty);
     }
     // The return type of a non-async method is already reported, and often `impl Future`.
     if let (Some(output), true) = (method.output, is_async) {
-        TypeCheck { position: Position::Return, errors: &mut *errors }.visit_type(output);
+        let ty = streaming_item(output).unwrap_or(output);
+        TypeCheck { position: Position::Return, errors: &mut *errors }.visit_type(ty);
     }
     if let Some(body) = &method.item.default {
         errors.push(
@@ -131,6 +134,37 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
             "a service method cannot have a default body: its future must be `Send`, which a \
              default body cannot promise for every implementation; end the declaration with \
              `;` and write the body in the impl",
+        );
+    }
+}
+
+/// `Streaming<T>` is the whole type of one parameter, of the return type, or both; with one
+/// item type; never in a one-way method.
+fn check_streams(method: &Method<'_>, errors: &mut Errors) {
+    let mut streams = 0;
+    let whole = method.args.iter().map(|arg| arg.ty()).chain(method.output);
+    for ty in whole {
+        if !is_streaming(ty) {
+            continue;
+        }
+        if streaming_item(ty).is_none() {
+            errors.push(ty, "a stream names its item type: write `Streaming<T>`");
+        }
+        if method.args.iter().any(|arg| std::ptr::eq(arg.ty(), ty)) {
+            streams += 1;
+            if streams == 2 {
+                errors.push(
+                    ty,
+                    "a method takes at most one stream of items: merge them into one                      `Streaming<T>` of an enum, or make two methods",
+                );
+            }
+        }
+    }
+    let any = method.args.iter().map(|arg| arg.ty()).chain(method.output).any(is_streaming);
+    if let (true, Some(oneway)) = (any, method.options.oneway) {
+        errors.push_span(
+            oneway,
+            "a one-way call has no reply, so no stream: remove `oneway` or the `Streaming`",
         );
     }
 }
@@ -328,6 +362,13 @@ impl<'ast> Visit<'ast> for TypeCheck<'_> {
     }
 
     fn visit_type_path(&mut self, path: &'ast TypePath) {
+        if is_streaming(&Type::Path(path.clone())) {
+            self.errors.push(
+                path,
+                "`Streaming<T>` is a whole parameter type or the whole return type, never inside                  another type: write `items: Streaming<T>` or `-> Streaming<T>` (for items that                  may fail, `Streaming<Result<T, E>>`)",
+            );
+            return;
+        }
         if path.qself.is_none() && path.path.segments.first().is_some_and(|s| s.ident == "Self") {
             self.errors.push(
                 path,
