@@ -170,9 +170,6 @@ impl StreamCall {
         spawn_logged("client stream", async move {
             let mut items = std::pin::pin!(items);
             loop {
-                if !poll_fn(|cx| slot.poll_credit(cx)).await {
-                    return;
-                }
                 let next = poll_fn(|cx| {
                     // The call may end while the caller's stream has nothing to give.
                     if slot.poll_closed(cx).is_ready() {
@@ -185,6 +182,10 @@ impl StreamCall {
                     Some(None) => break,
                     Some(Some(item)) => item,
                 };
+                // Taken before waiting for credit, so the end of the stream needs none.
+                if !poll_fn(|cx| slot.poll_credit(cx)).await {
+                    return;
+                }
                 let mut len = 0;
                 let sent = shared.outbox.send(&Header::Item { id }, |buf| {
                     let before = buf.len();

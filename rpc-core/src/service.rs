@@ -173,19 +173,20 @@ impl Responder {
             return self.fail(Code::BadRequest, "the call's stream was not opened");
         };
         let id = self.id;
-        loop {
-            if !std::future::poll_fn(|cx| slot.poll_credit(cx)).await {
-                // Closed: the connection is gone.
-                return;
-            }
-            let item = match items.next().await {
-                None => break,
-                Some(Ok(item)) => item,
-                Some(Err(e)) => {
+        // The next item is taken before waiting for credit to send it, so the end of the
+        // stream needs no credit.
+        while let Some(item) = items.next().await {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => {
                     let code = e.code().unwrap_or(Code::Other(0));
                     return self.fail(code, &e.to_string());
                 }
             };
+            if !std::future::poll_fn(|cx| slot.poll_credit(cx)).await {
+                // Closed: the connection is gone.
+                return;
+            }
             let mut panicked = false;
             let mut encode = |buf: &mut BytesMut| {
                 codec::encode_into(&item, buf).inspect_err(|e| panicked = e.panicked)

@@ -128,11 +128,12 @@ impl Slot {
         Ok(())
     }
 
-    /// Ends both directions: waiters wake and find the stream over.
+    /// Ends both directions: waiters wake and find the stream over once they took the items
+    /// already delivered (the connection may close right after a call's last items and its
+    /// answer; they still count). The items go with the last holder of the slot.
     pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
-        state.queue.clear();
         let wakers = [state.consumer.take(), state.producer.take()];
         drop(state);
         wakers.into_iter().flatten().for_each(Waker::wake);

@@ -194,8 +194,7 @@ fn client_method(service: &Service<'_>, method: &Method<'_>) -> TokenStream {
     };
     let stream = stream.map(|name| quote!(#name,));
     // Spanned on the user's tokens, so that "`T: Serialize` is not satisfied" points at them.
-    let call =
-        quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#sent,)*), #stream).await);
+    let call = quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#sent,)*), #stream).await);
     quote! {
         #(#cfgs)*
         #docs
