@@ -454,7 +454,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 fuzz::encode_hello(DEFAULT_MAX_FRAME),
                 msg(Header::Request { id: 1, method: 7, budget_us: u64::MAX }, &[]),
                 msg(Header::Credit { id: 1, items: 256, bytes: 262_144 }, &[]),
-                msg(Header::Item { id: 1, }, &[2]),
+                msg(Header::Item { id: 1 }, &[2]),
                 msg(Header::Item { id: 1 }, &[4]),
                 msg(Header::End { id: 1 }, &[]),
             ]),

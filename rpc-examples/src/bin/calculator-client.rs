@@ -39,11 +39,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match args.call.run(&calc).await {
-        Ok(Ok(value)) => {
-            println!("{value}");
-            ExitCode::SUCCESS
-        }
+    // Values are printed one per line as they come (many for a streaming method).
+    match args.call.run(&calc, |value| println!("{value}")).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(refused)) => {
             eprintln!("error: {}: {refused}", args.call);
             ExitCode::from(1)
