@@ -346,7 +346,8 @@ fn server_arm(service: &Service<'_>, method: &Method<'_>, s: &Ident) -> TokenStr
     let answer = if sends_stream {
         quote!(reply.send_stream(#run).await;)
     } else {
-        quote!(reply.send(&#run);)
+        let value = quote_spanned!(output_span=> &#run);
+        quote!(reply.send(#value);)
     };
     quote! {
         #(#cfgs)*

@@ -120,13 +120,15 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
                  add `mut` in the impl instead",
             );
         }
-        let ty = streaming_item(arg.ty()).unwrap_or(arg.ty());
-        TypeCheck { position: Position::Arg, errors: &mut *errors }.visit_type(ty);
+        if let Some(ty) = wire_type(arg.ty()) {
+            TypeCheck { position: Position::Arg, errors: &mut *errors }.visit_type(ty);
+        }
     }
     // The return type of a non-async method is already reported, and often `impl Future`.
     if let (Some(output), true) = (method.output, is_async) {
-        let ty = streaming_item(output).unwrap_or(output);
-        TypeCheck { position: Position::Return, errors: &mut *errors }.visit_type(ty);
+        if let Some(ty) = wire_type(output) {
+            TypeCheck { position: Position::Return, errors: &mut *errors }.visit_type(ty);
+        }
     }
     if let Some(body) = &method.item.default {
         errors.push(
@@ -135,6 +137,16 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
              default body cannot promise for every implementation; end the declaration with \
              `;` and write the body in the impl",
         );
+    }
+}
+
+/// The type whose values cross the wire: a stream's item type, or the type itself. `None` for
+/// a malformed `Streaming`, which `check_streams` alone reports.
+fn wire_type(ty: &Type) -> Option<&Type> {
+    match (is_streaming(ty), streaming_item(ty)) {
+        (_, Some(item)) => Some(item),
+        (true, None) => None,
+        (false, None) => Some(ty),
     }
 }
 
@@ -155,7 +167,8 @@ fn check_streams(method: &Method<'_>, errors: &mut Errors) {
             if streams == 2 {
                 errors.push(
                     ty,
-                    "a method takes at most one stream of items: merge them into one                      `Streaming<T>` of an enum, or make two methods",
+                    "a method takes at most one stream of items: merge them into one \
+                     `Streaming<T>` of an enum, or make two methods",
                 );
             }
         }
@@ -365,7 +378,9 @@ impl<'ast> Visit<'ast> for TypeCheck<'_> {
         if is_streaming(&Type::Path(path.clone())) {
             self.errors.push(
                 path,
-                "`Streaming<T>` is a whole parameter type or the whole return type, never inside                  another type: write `items: Streaming<T>` or `-> Streaming<T>` (for items that                  may fail, `Streaming<Result<T, E>>`)",
+                "`Streaming<T>` is a whole parameter type or the whole return type, never inside \
+                 another type: write `items: Streaming<T>` or `-> Streaming<T>` (for items that \
+                 may fail, `Streaming<Result<T, E>>`)",
             );
             return;
         }
