@@ -18,7 +18,7 @@ use crate::proto::client::{self as proto, Event};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::NO_DEADLINE;
 use crate::proto::stream::StreamWindow;
-use crate::stream_slot::Slots;
+use crate::stream_slot::{Slot, Slots};
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
 use crate::{Code, Endpoint, Error, Keepalive, ToEndpoint, frame};
@@ -43,7 +43,7 @@ pub struct ClientConfig {
     pub tcp_keepalive: Option<Keepalive>,
     /// The credit each stream the server sends (a `Streaming` result) gets: items and bytes
     /// in flight, which bounds the memory it holds to `items` frames and `bytes` plus one
-    /// frame. Default: [`StreamWindow::DEFAULT`] (256 items, 256 KiB).
+    /// frame. Default: [`StreamWindow::DEFAULT`] (1,024 items, 1 MiB).
     pub stream_window: StreamWindow,
 }
 
@@ -288,7 +288,11 @@ impl Shared {
     }
 
     /// Handles one frame from the server.
-    fn on_frame(&self, frame: Bytes) -> Result<(), Error> {
+    fn on_frame(
+        &self,
+        frame: Bytes,
+        last_stream: &mut Option<(u64, Arc<Slot>)>,
+    ) -> Result<(), Error> {
         match proto::on_frame(&frame)? {
             Event::Response { id, body_at } => self.calls.complete(id, Ok(frame.slice(body_at..))),
             Event::Failure { id, error } => self.calls.complete(id, Err(error)),
@@ -296,10 +300,22 @@ impl Shared {
                 self.calls.go_away(last_id);
                 Ok(())
             }
-            Event::Item { id, body_at } => match self.slots.get(id) {
-                Some(slot) => slot.on_item(id, frame.slice(body_at..)),
-                None => self.unknown_stream(id),
-            },
+            Event::Item { id, body_at } => {
+                // Items of one stream come in runs: the stream of the last item is kept at
+                // hand, so a run costs one lookup in the table.
+                let slot = match last_stream.take() {
+                    Some((last, slot)) if last == id => Some(slot),
+                    _ => self.slots.get(id),
+                };
+                match slot {
+                    Some(slot) => {
+                        let delivered = slot.on_item(id, frame.slice(body_at..));
+                        *last_stream = Some((id, slot));
+                        delivered
+                    }
+                    None => self.unknown_stream(id),
+                }
+            }
             Event::Credit { id, grant } => match self.slots.get(id) {
                 Some(slot) => slot.on_credit(id, grant),
                 None => self.unknown_stream(id),
@@ -352,12 +368,13 @@ async fn next_frame(stream: &Stream, reader: &mut FrameReader) -> Result<Option<
 /// then ends every call still pending.
 async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameReader) {
     let mut user_gone = std::pin::pin!(shared.user_gone.notified());
+    let mut last_stream = None;
     let result = loop {
         // Handle every frame already buffered before waiting on the socket again.
         let handled = loop {
             match reader.next_buffered() {
                 Ok(Some(frame)) => {
-                    if let Err(e) = shared.on_frame(frame) {
+                    if let Err(e) = shared.on_frame(frame, &mut last_stream) {
                         break Err(e);
                     }
                 }

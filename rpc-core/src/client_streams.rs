@@ -3,7 +3,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -169,23 +169,43 @@ impl StreamCall {
         let (shared, slot, id) = (self.handle.shared.clone(), self.slot.clone(), self.id);
         spawn_logged("client stream", async move {
             let mut items = std::pin::pin!(items);
+            // Items ready at once leave together: frames are held while the stream and the
+            // credit keep up, and written when either makes us wait.
+            let mut hold = Corked { outbox: &shared.outbox, held: false };
             loop {
-                let next = poll_fn(|cx| {
+                let mut poll_item = |cx: &mut Context<'_>| {
                     // The call may end while the caller's stream has nothing to give.
                     if slot.poll_closed(cx).is_ready() {
                         return Poll::Ready(None);
                     }
                     items.as_mut().poll_next(cx).map(Some)
-                });
-                let item = match next.await {
+                };
+                let now = poll_item(&mut Context::from_waker(Waker::noop()));
+                let next = match now {
+                    Poll::Ready(next) => next,
+                    Poll::Pending => {
+                        hold.release();
+                        poll_fn(poll_item).await
+                    }
+                };
+                let item = match next {
                     None => return,
                     Some(None) => break,
                     Some(Some(item)) => item,
                 };
                 // Taken before waiting for credit, so the end of the stream needs none.
-                if !poll_fn(|cx| slot.poll_credit(cx)).await {
+                let now = slot.poll_credit(&mut Context::from_waker(Waker::noop()));
+                let credit = match now {
+                    Poll::Ready(open) => open,
+                    Poll::Pending => {
+                        hold.release();
+                        poll_fn(|cx| slot.poll_credit(cx)).await
+                    }
+                };
+                if !credit {
                     return;
                 }
+                hold.hold();
                 let mut len = 0;
                 let sent = shared.outbox.send(&Header::Item { id }, |buf| {
                     let before = buf.len();
@@ -198,6 +218,7 @@ impl StreamCall {
                     Err(Error::ConnectionClosed) => return,
                     Err(e) => {
                         // An item that cannot be sent fails the call; the server stops too.
+                        drop(hold);
                         let e = Error::Encode(format!("a stream item: {e}"));
                         let _ = shared.calls.complete(id, Err(e));
                         shared.cancel(id);
@@ -205,6 +226,7 @@ impl StreamCall {
                     }
                 }
             }
+            drop(hold);
             let _ = shared.outbox.send(&Header::End { id }, wire::no_body);
         });
     }
@@ -234,5 +256,32 @@ impl Drop for StreamCall {
         if shared.calls.abandon(self.id) {
             shared.cancel(self.id);
         }
+    }
+}
+
+/// Holds the connection's outgoing frames back while a stream's items keep coming; lets them
+/// go when dropped.
+struct Corked<'a> {
+    outbox: &'a crate::conn::Outbox,
+    held: bool,
+}
+
+impl Corked<'_> {
+    fn hold(&mut self) {
+        if !std::mem::replace(&mut self.held, true) {
+            self.outbox.cork();
+        }
+    }
+
+    fn release(&mut self) {
+        if std::mem::replace(&mut self.held, false) {
+            self.outbox.uncork();
+        }
+    }
+}
+
+impl Drop for Corked<'_> {
+    fn drop(&mut self) {
+        self.release();
     }
 }

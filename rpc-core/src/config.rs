@@ -36,7 +36,7 @@ pub struct ServerConfig {
     pub tcp_keepalive: Option<Keepalive>,
     /// The credit each stream a client sends (a `Streaming` argument) gets: items and bytes
     /// in flight, which bounds the memory it holds to `items` frames and `bytes` plus one
-    /// frame. Default: [`StreamWindow::DEFAULT`] (256 items, 256 KiB).
+    /// frame. Default: [`StreamWindow::DEFAULT`] (1,024 items, 1 MiB).
     pub stream_window: StreamWindow,
 }
 

@@ -225,6 +225,10 @@ impl Sink for ConnSink {
     fn fail(&self, id: u64, code: Code, message: &str) {
         self.outbox.fail_call(id, code, message);
     }
+
+    fn hold(&self, on: bool) {
+        if on { self.outbox.cork() } else { self.outbox.uncork() }
+    }
 }
 
 /// The I/O state of a running server connection; the protocol state is in `proto`.

@@ -17,6 +17,7 @@ use crate::streaming::{Source, Streaming};
 use crate::wire::Header;
 use crate::{Code, Context, Error, Peer};
 use bytes::Bytes;
+use std::task::Waker;
 
 /// A running call: the future a [`Service`] returns for one request. It must end by calling
 /// [`Responder::send`] exactly once.
@@ -106,6 +107,10 @@ pub(crate) trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Answers call `id` with a framework error.
     fn fail(&self, id: u64, code: Code, message: &str);
+
+    /// Holds frames back (`true`) so that several leave in one write, or ends one such hold
+    /// (`false`), writing what it held.
+    fn hold(&self, on: bool);
 }
 
 impl Responder {
@@ -173,20 +178,42 @@ impl Responder {
             return self.fail(Code::BadRequest, "the call's stream was not opened");
         };
         let id = self.id;
+        // Items that are ready at once leave together: frames are held in the outbox while
+        // the stream and the credit keep up, and written when either makes us wait (or the
+        // batch is big enough), instead of one write per item.
+        let mut hold = Hold { sink: &*self.sink, held: false };
         // The next item is taken before waiting for credit to send it, so the end of the
         // stream needs no credit.
-        while let Some(item) = items.next().await {
+        loop {
+            let item = match now_or_pending(&mut items) {
+                Some(item) => item,
+                None => {
+                    hold.release();
+                    items.next().await
+                }
+            };
             let item = match item {
-                Ok(item) => item,
-                Err(e) => {
+                None => break,
+                Some(Ok(item)) => item,
+                Some(Err(e)) => {
+                    drop(hold);
                     let code = e.code().unwrap_or(Code::Other(0));
                     return self.fail(code, &e.to_string());
                 }
             };
-            if !std::future::poll_fn(|cx| slot.poll_credit(cx)).await {
+            let now = slot.poll_credit(&mut std::task::Context::from_waker(Waker::noop()));
+            let credit = match now {
+                std::task::Poll::Ready(open) => open,
+                std::task::Poll::Pending => {
+                    hold.release();
+                    std::future::poll_fn(|cx| slot.poll_credit(cx)).await
+                }
+            };
+            if !credit {
                 // Closed: the connection is gone.
                 return;
             }
+            hold.hold();
             let mut panicked = false;
             let mut encode = |buf: &mut BytesMut| {
                 codec::encode_into(&item, buf).inspect_err(|e| panicked = e.panicked)
@@ -195,11 +222,13 @@ impl Responder {
                 Ok(len) => slot.sent(len),
                 Err(Error::ConnectionClosed) => return,
                 Err(e) => {
+                    drop(hold);
                     let (code, message) = crate::proto::server::unsendable(&e, panicked);
                     return self.fail(code, &format!("a stream item: {message}"));
                 }
             }
         }
+        drop(hold);
         self.send(&());
     }
 
@@ -223,6 +252,46 @@ impl Drop for Responder {
             token.cancel();
         }
         self.close_streams();
+    }
+}
+
+/// The next item of `items` if it is ready now; `None` if it is not (the poll registered no
+/// useful waker: the caller awaits the item next).
+fn now_or_pending<T: DeserializeOwned>(
+    items: &mut Streaming<T>,
+) -> Option<Option<Result<T, Error>>> {
+    use futures_core::Stream;
+    let mut cx = std::task::Context::from_waker(Waker::noop());
+    match std::pin::Pin::new(items).poll_next(&mut cx) {
+        std::task::Poll::Ready(item) => Some(item),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Holds a connection's outgoing frames back while a stream's items keep coming, and lets them
+/// go when dropped.
+struct Hold<'a> {
+    sink: &'a dyn Sink,
+    held: bool,
+}
+
+impl Hold<'_> {
+    fn hold(&mut self) {
+        if !std::mem::replace(&mut self.held, true) {
+            self.sink.hold(true);
+        }
+    }
+
+    fn release(&mut self) {
+        if std::mem::replace(&mut self.held, false) {
+            self.sink.hold(false);
+        }
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

@@ -195,7 +195,7 @@ async fn fake_server(frames: impl FnOnce(u64) -> Vec<u8> + Send + 'static) -> St
 #[tokio::test]
 async fn a_server_that_sends_beyond_the_clients_credit_fails_the_stream() {
     let endpoint = fake_server(|id| {
-        (0..300_u64).flat_map(|v| message(&Header::Item { id }, &bincode(&v))).collect()
+        (0..1100_u64).flat_map(|v| message(&Header::Item { id }, &bincode(&v))).collect()
     })
     .await;
     let client = StreamerClient::connect(endpoint).await.unwrap();
@@ -211,7 +211,7 @@ async fn a_server_that_sends_beyond_the_clients_credit_fails_the_stream() {
         }
     })
     .await;
-    assert!(ok <= 256, "{ok} items beyond a window of 256");
+    assert!(ok <= 1024, "{ok} items beyond a window of 1,024");
     assert!(err.to_string().contains("beyond the credit"), "{err}");
 }
 

@@ -21,8 +21,10 @@ pub struct StreamWindow {
 }
 
 impl StreamWindow {
-    /// The default window: 256 items and 256 KiB.
-    pub const DEFAULT: StreamWindow = StreamWindow { items: 256, bytes: 256 * 1024 };
+    /// The default window: 1,024 items and 1 MiB. Small items need many in flight to keep a
+    /// stream moving (8-byte items went from about 1.2 to 2 M items/s going from 256 to 1,024 items
+    /// here); the bytes bound what a stream holds: 1 MiB plus one frame.
+    pub const DEFAULT: StreamWindow = StreamWindow { items: 1024, bytes: 1024 * 1024 };
 
     /// The window with each part at least 1, so that a stream can always move.
     pub(crate) fn usable(self) -> StreamWindow {
