@@ -101,7 +101,9 @@ impl Slot {
         state.queue.push_back(body);
         let consumer = state.consumer.take();
         drop(state);
-        consumer.map(Waker::wake);
+        if let Some(waker) = consumer {
+            waker.wake();
+        }
         Ok(())
     }
 
@@ -111,7 +113,9 @@ impl Slot {
         state.inflow.as_mut().ok_or_else(|| not_receiving(id))?.on_end(id)?;
         let consumer = state.consumer.take();
         drop(state);
-        consumer.map(Waker::wake);
+        if let Some(waker) = consumer {
+            waker.wake();
+        }
         Ok(())
     }
 
@@ -124,7 +128,9 @@ impl Slot {
         outflow.on_credit(id, grant)?;
         let producer = state.producer.take();
         drop(state);
-        producer.map(Waker::wake);
+        if let Some(waker) = producer {
+            waker.wake();
+        }
         Ok(())
     }
 
