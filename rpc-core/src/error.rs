@@ -68,6 +68,10 @@ pub enum Error {
         /// The peer's protocol version.
         theirs: u16,
     },
+    /// A limit of this process was reached (the budget for buffered bytes): the connection or
+    /// frame that needed more is refused.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// The connection is closed (or closing): no call can be sent on it.
     #[error("connection closed")]
     ConnectionClosed,
@@ -129,6 +133,8 @@ pub enum Code {
     ProtocolViolation,
     /// The server could not encode the handler's return value (its `Serialize` failed).
     EncodeFailed,
+    /// The server closed a connection that had no call in flight for its idle timeout.
+    IdleTimeout,
     /// A code this version does not know.
     Other(u32),
 }
@@ -149,6 +155,7 @@ impl Code {
             Code::VersionMismatch => 10,
             Code::ProtocolViolation => 11,
             Code::EncodeFailed => 12,
+            Code::IdleTimeout => 16,
             Code::Other(n) => n,
         }
     }
@@ -168,6 +175,7 @@ impl Code {
             10 => Code::VersionMismatch,
             11 => Code::ProtocolViolation,
             12 => Code::EncodeFailed,
+            16 => Code::IdleTimeout,
             n => Code::Other(n),
         }
     }
@@ -188,6 +196,7 @@ impl std::fmt::Display for Code {
             Code::VersionMismatch => "version mismatch",
             Code::ProtocolViolation => "protocol violation",
             Code::EncodeFailed => "encode failed",
+            Code::IdleTimeout => "idle timeout",
             Code::Other(n) => return write!(f, "code {n}"),
         };
         f.write_str(name)
@@ -203,6 +212,7 @@ impl Error {
                 Error::FrameTooLarge { size: *size, limit: *limit }
             }
             Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::Overloaded(m) => Error::Overloaded(m.clone()),
             Error::VersionMismatch { ours, theirs } => {
                 Error::VersionMismatch { ours: *ours, theirs: *theirs }
             }
@@ -223,6 +233,7 @@ impl Error {
             Error::FrameTooLarge { .. } => Some(Code::FrameTooLarge),
             Error::VersionMismatch { .. } => Some(Code::VersionMismatch),
             Error::Protocol(_) => Some(Code::ProtocolViolation),
+            Error::Overloaded(_) => Some(Code::Overloaded),
             _ => None,
         }
     }

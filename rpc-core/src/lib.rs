@@ -25,6 +25,7 @@
 //! - `config`: [`ServerConfig`].
 //! - `server`: [`Server`]: accept loop, graceful shutdown.
 //! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
+//! - `budget`: the process-wide budget for bytes buffered on behalf of peers.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
 //! - `task`: tasks whose panics are reported.
@@ -42,6 +43,7 @@
 //!   tests; not a public API.
 
 mod accept;
+mod budget;
 mod calls;
 mod client;
 mod client_streams;
@@ -69,6 +71,7 @@ pub mod wire;
 #[cfg(not(feature = "internals"))]
 mod wire;
 
+pub use budget::DEFAULT_BUFFER_BUDGET;
 pub use client::{Client, ClientConfig};
 pub use config::ServerConfig;
 pub use context::Context;
@@ -81,6 +84,7 @@ pub use rpc_macros::service;
 pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
 pub use streaming::{StreamSender, Streaming};
+pub use wire::MIN_MAX_FRAME;
 
 #[cfg(feature = "internals")]
 #[doc(hidden)]

@@ -126,6 +126,10 @@ pub const MAX_MESSAGE: usize = 512;
 /// The smallest `max_frame` a peer may announce: room for any error frame.
 pub const MIN_MAX_FRAME: usize = 1024;
 
+/// The largest first frame (a hello, or the Close a server sends in its place) a receiver
+/// accepts: a longer one is refused from its length alone, before its bytes are buffered.
+pub const MAX_HELLO: usize = MIN_MAX_FRAME;
+
 impl Header<'_> {
     /// A `Failure` header for request `id`.
     pub(crate) fn failure(id: u64, code: Code, message: &str) -> Header<'_> {

@@ -470,6 +470,16 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 msg(Header::Response { id: 1 }, &[]),
             ]),
         ),
+        (
+            "client_reads",
+            "seed-idle-close",
+            cat(&[
+                fuzz::encode_hello(DEFAULT_MAX_FRAME),
+                msg(Header::Response { id: 300 }, &[10]),
+                msg(Header::GoAway { last_id: 300 }, &[]),
+                msg(Header::Close { code: 16, message: Cow::Borrowed("idle for 60s") }, &[]),
+            ]),
+        ),
     ]
 }
 
