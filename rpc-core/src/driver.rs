@@ -16,15 +16,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::codec::CodecError;
 use crate::config::Authorizer;
 use crate::conn::{self, Outbox};
-use crate::net::{Peer, Stream};
+use crate::net::Stream;
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::{self, ServerConn, Step, StreamFrame};
-use crate::proto::stream::StreamWindow;
 use crate::ratelimit::RateLimit;
 use crate::service::{DispatchError, Responder, Service, Sink};
+use crate::sink::ConnSink;
 use crate::stream_slot::Slots;
 use crate::task::{CatchUnwind, panic_message};
 use crate::wire::{self, Header};
@@ -167,69 +166,6 @@ pub(crate) async fn serve_conn<S: Service>(
     // are dropped unanswered, and the client, having read our end of stream, knows from
     // GoAway's last id that they never started.
     discard_until_closed(&stream, Duration::from_secs(5)).await;
-}
-
-/// Where a connection's calls send their outcomes.
-#[derive(Debug)]
-struct ConnSink {
-    outbox: Arc<Outbox>,
-    peer: Arc<Peer>,
-    /// The streams of the calls running, by request id.
-    slots: Slots,
-    window: StreamWindow,
-}
-
-impl Sink for ConnSink {
-    fn peer(&self) -> &Arc<Peer> {
-        &self.peer
-    }
-
-    fn respond(&self, id: u64, body: &mut dyn FnMut(&mut BytesMut) -> Result<(), CodecError>) {
-        let mut panicked = false;
-        let encode = |buf: &mut BytesMut| body(buf).inspect_err(|e| panicked = e.panicked);
-        let error = match self.outbox.send(&Header::Response { id }, encode) {
-            Ok(()) | Err(Error::ConnectionClosed) => return,
-            Err(e) => e,
-        };
-        let (code, message) = server::unsendable(&error, panicked);
-        if panicked {
-            tracing::error!(id, error = %message, "response not sent");
-        } else {
-            tracing::warn!(id, error = %message, "response not sent");
-        }
-        self.outbox.fail_call(id, code, &message);
-    }
-
-    fn slots(&self) -> &Slots {
-        &self.slots
-    }
-
-    fn window(&self) -> StreamWindow {
-        self.window
-    }
-
-    fn send_stream_frame(
-        &self,
-        header: &Header<'_>,
-        body: &mut dyn FnMut(&mut BytesMut) -> Result<(), CodecError>,
-    ) -> Result<usize, Error> {
-        let mut len = 0;
-        self.outbox.send(header, |buf| {
-            let before = buf.len();
-            body(buf)?;
-            len = buf.len() - before;
-            Ok(())
-        })?;
-        Ok(len)
-    }
-
-    fn fail(&self, id: u64, code: Code, message: &str) {
-        self.outbox.fail_call(id, code, message);
-    }
-
-    fn hold(&self, on: bool) {
-        if on { self.outbox.cork() } else { self.outbox.uncork() }
-    }
 }
 
 /// How long a connection may sit without a call, and a frame take to arrive.

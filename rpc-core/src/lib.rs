@@ -28,6 +28,7 @@
 //! - `budget`: the process-wide budget for bytes buffered on behalf of peers.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
+//! - `sink`: where a server connection's calls send their outcomes and stream frames.
 //! - `task`: tasks whose panics are reported.
 //! - `stream_slot`: one call's streams shared by the reader and the task that takes or sends
 //!   items: credit, items not yet taken, wakers.
@@ -61,6 +62,7 @@ mod proto;
 mod ratelimit;
 mod server;
 mod service;
+mod sink;
 mod sockfile;
 mod stream_slot;
 mod streaming;

@@ -10,7 +10,8 @@ use syn::visit::{self, Visit};
 use syn::{Lifetime, PatType, TraitItem, Type, TypeImplTrait, TypeInfer, TypePath, TypeReference};
 
 use crate::method_id::{self, const_name};
-use crate::parse::{Method, Service, is_context, is_streaming, plain_name, streaming_item};
+use crate::parse::{Method, Service, is_context, is_streaming, plain_name};
+use crate::streams;
 
 /// Inherent items of the generated client besides the service's methods; a service method of
 /// the same name would collide with them (`clone` would hide `Clone::clone`).
@@ -108,7 +109,7 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
     if let Some(context) = method.context {
         check_context(context, errors);
     }
-    check_streams(method, errors);
+    streams::check_streams(method, errors);
     for arg in &method.args {
         if let Some(attr) = arg.pat_type.attrs.first() {
             errors.push(attr, "attributes on service method parameters are not supported");
@@ -120,13 +121,13 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
                  add `mut` in the impl instead",
             );
         }
-        if let Some(ty) = wire_type(arg.ty()) {
+        if let Some(ty) = streams::wire_type(arg.ty()) {
             TypeCheck { position: Position::Arg, errors: &mut *errors }.visit_type(ty);
         }
     }
     // The return type of a non-async method is already reported, and often `impl Future`.
     if let (Some(output), true) = (method.output, is_async) {
-        if let Some(ty) = wire_type(output) {
+        if let Some(ty) = streams::wire_type(output) {
             TypeCheck { position: Position::Return, errors: &mut *errors }.visit_type(ty);
         }
     }
@@ -136,48 +137,6 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
             "a service method cannot have a default body: its future must be `Send`, which a \
              default body cannot promise for every implementation; end the declaration with \
              `;` and write the body in the impl",
-        );
-    }
-}
-
-/// The type whose values cross the wire: a stream's item type, or the type itself. `None` for
-/// a malformed `Streaming`, which `check_streams` alone reports.
-fn wire_type(ty: &Type) -> Option<&Type> {
-    match (is_streaming(ty), streaming_item(ty)) {
-        (_, Some(item)) => Some(item),
-        (true, None) => None,
-        (false, None) => Some(ty),
-    }
-}
-
-/// `Streaming<T>` is the whole type of one parameter, of the return type, or both; with one
-/// item type; never in a one-way method.
-fn check_streams(method: &Method<'_>, errors: &mut Errors) {
-    let mut streams = 0;
-    let whole = method.args.iter().map(|arg| arg.ty()).chain(method.output);
-    for ty in whole {
-        if !is_streaming(ty) {
-            continue;
-        }
-        if streaming_item(ty).is_none() {
-            errors.push(ty, "a stream names its item type: write `Streaming<T>`");
-        }
-        if method.args.iter().any(|arg| std::ptr::eq(arg.ty(), ty)) {
-            streams += 1;
-            if streams == 2 {
-                errors.push(
-                    ty,
-                    "a method takes at most one stream of items: merge them into one \
-                     `Streaming<T>` of an enum, or make two methods",
-                );
-            }
-        }
-    }
-    let any = method.args.iter().map(|arg| arg.ty()).chain(method.output).any(is_streaming);
-    if let (true, Some(oneway)) = (any, method.options.oneway) {
-        errors.push_span(
-            oneway,
-            "a one-way call has no reply, so no stream: remove `oneway` or the `Streaming`",
         );
     }
 }
@@ -406,14 +365,14 @@ fn spell(ty: &impl ToTokens) -> String {
 
 /// Errors in the order found, reported together.
 #[derive(Default)]
-struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    fn push(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+    pub(crate) fn push(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
         self.add(syn::Error::new_spanned(tokens, message));
     }
 
-    fn push_span(&mut self, span: Span, message: impl std::fmt::Display) {
+    pub(crate) fn push_span(&mut self, span: Span, message: impl std::fmt::Display) {
         self.add(syn::Error::new(span, message));
     }
 
