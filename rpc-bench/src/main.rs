@@ -32,6 +32,8 @@ static ALLOC: probe::Counting = probe::Counting;
 const MEM_CONNS: usize = 10_000;
 /// Payload of `w4_1mib`.
 const ECHO_BYTES: usize = 1 << 20;
+/// Item size of `s2_64kib`.
+const STREAM_BLOB: usize = 64 * 1024;
 /// Connections each `w4_1mib` cell is spread over, one after the other.
 const ECHO_CONNS: u32 = 4;
 
@@ -67,11 +69,15 @@ enum Workload {
     /// `w4_1mib` with `Vec<u8>` instead of a byte string, rpc only; shown in the table, not in
     /// the JSON.
     W4Vec,
+    /// One server stream of 8-byte items at a time: items/s.
+    S1,
+    /// One server stream of 64 KiB items at a time: MB/s.
+    S2,
     MemIdle,
 }
 
 impl Workload {
-    const ALL: [Workload; 7] = [
+    const ALL: [Workload; 9] = [
         Workload::W1,
         Workload::W2(1),
         Workload::W2(16),
@@ -79,6 +85,8 @@ impl Workload {
         Workload::W3,
         Workload::W4,
         Workload::W4Vec,
+        Workload::S1,
+        Workload::S2,
     ];
 
     fn name(self) -> &'static str {
@@ -90,6 +98,8 @@ impl Workload {
             Workload::W3 => "w3_8x32",
             Workload::W4 => "w4_1mib",
             Workload::W4Vec => "w4_1mib_vec",
+            Workload::S1 => "s1_8b",
+            Workload::S2 => "s2_64kib",
             Workload::MemIdle => "mem_idle",
         }
     }
@@ -110,7 +120,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: rpc-bench [--quick] [--json FILE] [--systems raw,rpc,tarpc] \
-[--transports tcp,unix] [--workloads w1,w2_c1,w2_c16,w2_c128,w3_8x32,w4_1mib,w4_1mib_vec,mem_idle] \
+[--transports tcp,unix] [--workloads w1,w2_c1,w2_c16,w2_c128,w3_8x32,w4_1mib,w4_1mib_vec,s1_8b,s2_64kib,mem_idle] \
 [--rounds N] [--warm SECS] [--measure SECS] [--conns N] [--probe]";
 
 fn parse_args(args: &[String]) -> Result<Args, String> {
@@ -253,7 +263,10 @@ async fn run(args: &Args) -> io::Result<Vec<Sample>> {
                 let turn = round % systems.len();
                 systems.rotate_left(turn);
                 for system in systems {
-                    if workload == Workload::W4Vec && system != System::Rpc {
+                    let streams = matches!(workload, Workload::S1 | Workload::S2);
+                    if (workload == Workload::W4Vec || streams) && system == System::Tarpc
+                        || workload == Workload::W4Vec && system == System::Raw
+                    {
                         continue;
                     }
                     let addr = &servers[&(system, transport)];
@@ -377,6 +390,24 @@ async fn measure(
                 });
             }
             workloads::mean(&runs)
+        }
+        Workload::S1 | Workload::S2 => {
+            let size = if workload == Workload::S1 { 0 } else { STREAM_BLOB };
+            match system {
+                System::Raw => {
+                    spawn(workloads::stream_rate(timing, raw::RawItems::open(addr, size).await?))
+                        .await
+                }
+                System::Rpc if size == 0 => {
+                    let items = rpc::RpcItems::count(addr).await.map_err(rpc)?;
+                    spawn(workloads::stream_rate(timing, items)).await
+                }
+                System::Rpc => {
+                    let items = rpc::RpcItems::blobs(addr, size).await.map_err(rpc)?;
+                    spawn(workloads::stream_rate(timing, items)).await
+                }
+                System::Tarpc => unreachable!("tarpc has no streams"),
+            }
         }
         Workload::MemIdle => unreachable!("mem_idle runs on its own"),
     })

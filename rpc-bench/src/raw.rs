@@ -21,12 +21,16 @@ const MAX_FRAME: usize = 16 << 20;
 enum Request {
     Add(i64, i64),
     Echo(Bytes),
+    /// Send this many `Item`s (a size of 0) or `Blob`s of the size.
+    Stream(u64, usize),
 }
 
 #[derive(Serialize, Deserialize)]
 enum Response {
     Sum(i64),
     Echo(Bytes),
+    Item(u64),
+    Blob(Bytes),
 }
 
 type Conn = Framed<Sock, LengthDelimitedCodec>;
@@ -71,6 +75,10 @@ pub async fn start_server(addr: &Addr) -> io::Result<Addr> {
 
 async fn serve_conn(mut conn: Conn) {
     while let Some(Ok(frame)) = conn.next().await {
+        if let Ok(Request::Stream(n, size)) = decode::<Request>(&frame) {
+            let _ = stream(&mut conn, n, size).await;
+            return;
+        }
         if answer(&mut conn, &frame).is_err() {
             return;
         }
@@ -94,10 +102,28 @@ async fn serve_conn(mut conn: Conn) {
     }
 }
 
+/// The streaming ceiling: `n` frames as fast as the socket takes them, no flow control; each
+/// write carries at least 64 KiB when there is that much.
+async fn stream(conn: &mut Conn, n: u64, size: usize) -> io::Result<()> {
+    let blob = Bytes::from(vec![7u8; size]);
+    for i in 0..n {
+        if size == 0 {
+            put_frame(conn, &Response::Item(i));
+        } else {
+            put_frame(conn, &Response::Blob(blob.clone()));
+        }
+        if conn.write_buffer().len() >= 64 * 1024 {
+            flush(conn).await?;
+        }
+    }
+    flush(conn).await
+}
+
 fn answer(conn: &mut Conn, frame: &[u8]) -> io::Result<()> {
     let response = match decode::<Request>(frame)? {
         Request::Add(a, b) => Response::Sum(a + b),
         Request::Echo(data) => Response::Echo(data),
+        Request::Stream(..) => return Err(io::ErrorKind::InvalidData.into()),
     };
     put_frame(conn, &response);
     Ok(())
@@ -125,14 +151,14 @@ impl Sequential for RawConn {
     async fn add(&mut self, a: i64, b: i64) -> i64 {
         match self.call(&Request::Add(a, b)).await.expect("raw add failed") {
             Response::Sum(sum) => sum,
-            Response::Echo(_) => panic!("raw add: wrong response"),
+            _ => panic!("raw add: wrong response"),
         }
     }
 
     async fn echo(&mut self, data: Bytes) -> Bytes {
         match self.call(&Request::Echo(data)).await.expect("raw echo failed") {
             Response::Echo(data) => data,
-            Response::Sum(_) => panic!("raw echo: wrong response"),
+            _ => panic!("raw echo: wrong response"),
         }
     }
 }
@@ -177,11 +203,36 @@ async fn pipeline(mut c: RawConn, depth: usize, meter: Arc<Meter>, task: usize) 
             let reply = reply.ok_or(io::ErrorKind::UnexpectedEof)??;
             match decode(&reply)? {
                 Response::Sum(sum) => workloads::check(sum, base + done + 1),
-                Response::Echo(_) => panic!("raw add: wrong response"),
+                _ => panic!("raw add: wrong response"),
             }
             done += 1;
             next = c.conn.next().now_or_never();
         }
         meter.set(task, done as u64);
+    }
+}
+
+/// One raw stream of frames, read frame by frame: what `s1_8b` and `s2_64kib` are measured
+/// against.
+pub struct RawItems(Conn);
+
+impl RawItems {
+    /// Asks for a stream of 8-byte items (`size` 0) or of `size`-byte blobs.
+    pub async fn open(addr: &Addr, size: usize) -> io::Result<RawItems> {
+        let mut conn = framed(Sock::connect(addr).await?);
+        put_frame(&mut conn, &Request::Stream(u64::MAX >> 8, size));
+        flush(&mut conn).await?;
+        Ok(RawItems(conn))
+    }
+}
+
+impl workloads::Items for RawItems {
+    async fn next(&mut self) -> usize {
+        let frame = self.0.next().await.expect("the stream ended").expect("raw stream failed");
+        match decode::<Response>(&frame).expect("a response") {
+            Response::Item(_) => 8,
+            Response::Blob(blob) => blob.len(),
+            _ => panic!("raw stream: wrong response"),
+        }
     }
 }

@@ -5,7 +5,9 @@ use bytes::Bytes;
 use rpc_core::{Server, ServerConfig};
 
 use crate::sock::Addr;
-use crate::workloads::{Caller, Sequential};
+use std::time::Duration;
+
+use crate::workloads::{Caller, Items, Sequential};
 
 /// What every system serves: `add`, and `echo` of a byte string (`bytes::Bytes`, which serde
 /// moves as one byte string); `echo_vec` takes `Vec<u8>`, which serde moves element by element.
@@ -14,6 +16,10 @@ pub trait Bench {
     async fn add(&self, a: i64, b: i64) -> i64;
     async fn echo(&self, data: Bytes) -> Bytes;
     async fn echo_vec(&self, data: Vec<u8>) -> Vec<u8>;
+    /// `n` items 0, 1, 2, …
+    async fn count(&self, n: u64) -> rpc_core::Streaming<u64>;
+    /// `n` items of `size` bytes each.
+    async fn blobs(&self, n: u64, size: usize) -> rpc_core::Streaming<Bytes>;
 }
 
 struct BenchImpl;
@@ -29,6 +35,41 @@ impl Bench for BenchImpl {
 
     async fn echo_vec(&self, data: Vec<u8>) -> Vec<u8> {
         data
+    }
+
+    async fn count(&self, n: u64) -> rpc_core::Streaming<u64> {
+        rpc_core::Streaming::from_iter(0..n)
+    }
+
+    async fn blobs(&self, n: u64, size: usize) -> rpc_core::Streaming<Bytes> {
+        let blob = Bytes::from(vec![7u8; size]);
+        rpc_core::Streaming::from_iter(std::iter::repeat_n(blob, n as usize))
+    }
+}
+
+/// One server stream of this framework, read item by item.
+pub struct RpcItems<T>(rpc_core::Streaming<T>, fn(&T) -> usize);
+
+impl RpcItems<u64> {
+    pub async fn count(addr: &Addr) -> Result<RpcItems<u64>, rpc_core::Error> {
+        let client = BenchClient::connect(addr.to_string()).await?;
+        let stream = client.with_timeout(Duration::MAX).count(u64::MAX).await?;
+        Ok(RpcItems(stream, |_| 8))
+    }
+}
+
+impl RpcItems<Bytes> {
+    pub async fn blobs(addr: &Addr, size: usize) -> Result<RpcItems<Bytes>, rpc_core::Error> {
+        let client = BenchClient::connect(addr.to_string()).await?;
+        let stream = client.with_timeout(Duration::MAX).blobs(u64::MAX >> 8, size).await?;
+        Ok(RpcItems(stream, Bytes::len))
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + Send + 'static> Items for RpcItems<T> {
+    async fn next(&mut self) -> usize {
+        let item = self.0.next().await.expect("the stream ended").expect("rpc stream failed");
+        (self.1)(&item)
     }
 }
 

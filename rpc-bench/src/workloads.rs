@@ -193,3 +193,32 @@ pub fn check(got: i64, want: i64) {
 fn check_len(got: usize, want: usize) {
     assert_eq!(got, want, "echo returned a payload of the wrong length");
 }
+
+/// A stream of items being received, one system's way; [`stream_rate`] measures it.
+pub trait Items: Send + 'static {
+    /// The next item's size in bytes.
+    fn next(&mut self) -> impl Future<Output = usize> + Send;
+}
+
+/// `s1_8b` / `s2_64kib`: reads one stream's items as fast as they come; warms up, then counts.
+/// Returns `items_per_s` and `mb_per_s` (10^6 bytes of item payload per second).
+pub async fn stream_rate<I: Items>(timing: Timing, mut items: I) -> Metrics {
+    let warm_end = Instant::now() + timing.warm;
+    while Instant::now() < warm_end {
+        for _ in 0..256 {
+            items.next().await;
+        }
+    }
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let start = Instant::now();
+    let end = start + timing.measure;
+    // The clock is read once per 256 items, so that reading it costs little next to an item.
+    while Instant::now() < end {
+        for _ in 0..256 {
+            bytes += items.next().await as u64;
+        }
+        n += 256;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    vec![("items_per_s", n as f64 / elapsed), ("mb_per_s", bytes as f64 / elapsed / 1e6)]
+}

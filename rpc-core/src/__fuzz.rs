@@ -145,7 +145,12 @@ fn message(mut payload: Vec<u8>, client: bool) -> Result<Event, Error> {
             let _ = wire::decode_body::<i64>(&body);
             let _ = wire::decode_body::<Result<String, (u8, bool)>>(&body);
         }
-        (Header::Cancel { .. }, false) | (Header::Close { .. }, _) => {}
+        (Header::Item { .. }, _) => {
+            let _ = wire::decode_body::<u64>(&body);
+            let _ = wire::decode_body::<Result<String, (u8, bool)>>(&body);
+        }
+        (Header::Cancel { .. } | Header::End { .. }, false) => {}
+        (Header::Close { .. } | Header::Credit { .. }, _) => {}
         (Header::Failure { .. } | Header::GoAway { .. }, true) => {}
         _ => return Err(Error::Protocol("a message only the other side sends".to_owned())),
     }

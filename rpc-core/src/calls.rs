@@ -285,6 +285,11 @@ impl Calls {
         Ok(())
     }
 
+    /// Whether a call with this id was ever registered: ids count up from 1.
+    pub(crate) fn was_used(&self, id: u64) -> bool {
+        id != 0 && id < self.next_id.0.load(Ordering::SeqCst)
+    }
+
     /// The server sent GoAway: new calls are refused, calls in flight go on; those with ids
     /// above `last_id` never started, and end as such if the connection closes first.
     pub(crate) fn go_away(&self, last_id: u64) {

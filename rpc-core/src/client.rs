@@ -15,7 +15,9 @@ use crate::net::Stream;
 use crate::proto::client::{self as proto, Event};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::NO_DEADLINE;
+use crate::proto::stream::StreamWindow;
 use crate::reconnect::Reconnect;
+use crate::stream_slot::{Slot, Slots};
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
 use crate::{Endpoint, Error, Keepalive, frame};
@@ -41,6 +43,10 @@ pub struct ClientConfig {
     /// What to do when the connection is lost or the server sends GoAway: reconnect with
     /// backoff, and whether calls wait meanwhile. Default: [`Reconnect::default()`].
     pub reconnect: Reconnect,
+    /// The credit each stream the server sends (a `Streaming` result) gets: items and bytes
+    /// in flight, which bounds the memory it holds to `items` frames and `bytes` plus one
+    /// frame. Default: [`StreamWindow::DEFAULT`] (1,024 items, 1 MiB).
+    pub stream_window: StreamWindow,
 }
 
 impl Default for ClientConfig {
@@ -52,6 +58,7 @@ impl Default for ClientConfig {
             max_in_flight: 1024,
             tcp_keepalive: Some(Keepalive::default()),
             reconnect: Reconnect::default(),
+            stream_window: StreamWindow::DEFAULT,
         }
     }
 }
@@ -60,7 +67,7 @@ impl Default for ClientConfig {
 /// `reconnect`). Cheap to clone; the connection closes when the last clone is dropped.
 #[derive(Clone)]
 pub(crate) struct Connection {
-    handle: Arc<Handle>,
+    pub(crate) handle: Arc<Handle>,
 }
 
 /// A call that failed, and whether the server may have started it.
@@ -78,8 +85,8 @@ impl Failed {
 }
 
 /// Owned by the clones of one `Connection`; dropping the last one ends the connection.
-struct Handle {
-    shared: Arc<Shared>,
+pub(crate) struct Handle {
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl Drop for Handle {
@@ -89,11 +96,14 @@ impl Drop for Handle {
 }
 
 /// State shared by the callers and the connection's reader task.
-struct Shared {
-    outbox: Arc<Outbox>,
-    calls: Calls,
+pub(crate) struct Shared {
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) calls: Calls,
     endpoint: Endpoint,
     user_gone: Notify,
+    /// The streams of calls in flight, by request id.
+    pub(crate) slots: Slots,
+    pub(crate) window: StreamWindow,
 }
 
 impl Connection {
@@ -118,6 +128,8 @@ impl Connection {
             calls: Calls::new(config.max_in_flight),
             endpoint,
             user_gone: Notify::new(),
+            slots: Slots::default(),
+            window: config.stream_window,
         });
         spawn_logged("client writer", outbox.run_writer());
         let watched = shared.clone();
@@ -234,20 +246,32 @@ impl Drop for CallGuard<'_> {
 
 impl Shared {
     /// Tells the server that call `id` was abandoned.
-    fn cancel(&self, id: u64) {
+    pub(crate) fn cancel(&self, id: u64) {
         let _ = self.outbox.send(&Header::Cancel { id }, wire::no_body);
     }
 
     /// Ends every pending call with an error made by `error` and refuses new ones.
     fn close(&self, error: impl Fn() -> Error) {
         self.calls.close(error);
+        self.slots.close_all();
         // Every call has ended: nothing queued is still wanted, and a server that stopped
         // reading must not keep the writer task (and the socket) alive.
         self.outbox.close(false);
     }
 
+    /// A stream frame for a call with no open stream: dropped if the call ended (the frame
+    /// crossed its end), a protocol violation if no call had that id.
+    fn unknown_stream(&self, id: u64) -> Result<(), Error> {
+        let used = if self.calls.was_used(id) { id } else { 0 };
+        crate::proto::stream::unknown_stream(id, used)
+    }
+
     /// Handles one frame from the server.
-    fn on_frame(&self, frame: Bytes) -> Result<(), Error> {
+    fn on_frame(
+        &self,
+        frame: Bytes,
+        last_stream: &mut Option<(u64, Arc<Slot>)>,
+    ) -> Result<(), Error> {
         match proto::on_frame(&frame)? {
             Event::Response { id, body_at } => self.calls.complete(id, Ok(frame.slice(body_at..))),
             Event::Failure { id, error } => self.calls.complete(id, Err(error)),
@@ -255,6 +279,26 @@ impl Shared {
                 self.calls.go_away(last_id);
                 Ok(())
             }
+            Event::Item { id, body_at } => {
+                // Items of one stream come in runs: the stream of the last item is kept at
+                // hand, so a run costs one lookup in the table.
+                let slot = match last_stream.take() {
+                    Some((last, slot)) if last == id => Some(slot),
+                    _ => self.slots.get(id),
+                };
+                match slot {
+                    Some(slot) => {
+                        let delivered = slot.on_item(id, frame.slice(body_at..));
+                        *last_stream = Some((id, slot));
+                        delivered
+                    }
+                    None => self.unknown_stream(id),
+                }
+            }
+            Event::Credit { id, grant } => match self.slots.get(id) {
+                Some(slot) => slot.on_credit(id, grant),
+                None => self.unknown_stream(id),
+            },
         }
     }
 }
@@ -291,12 +335,13 @@ async fn handshake(
 /// then ends every call still pending.
 async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameReader) {
     let mut user_gone = std::pin::pin!(shared.user_gone.notified());
+    let mut last_stream = None;
     let result = loop {
         // Handle every frame already buffered before waiting on the socket again.
         let handled = loop {
             match reader.next_buffered() {
                 Ok(Some(frame)) => {
-                    if let Err(e) = shared.on_frame(frame) {
+                    if let Err(e) = shared.on_frame(frame, &mut last_stream) {
                         break Err(e);
                     }
                 }
@@ -321,6 +366,7 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
         Err(e) => {
             tracing::debug!(endpoint = %shared.endpoint, error = %e, "connection failed");
             shared.calls.close(|| e.duplicate());
+            shared.slots.close_all();
             match e.close_code() {
                 // The server broke the protocol (or sent too large a frame): say so, as it would.
                 Some(code) => shared.outbox.close_with(&Header::close(code, &e.to_string())),

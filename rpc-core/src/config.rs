@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::net::Peer;
-use crate::{Keepalive, frame};
+use crate::{Keepalive, StreamWindow, frame};
 
 /// Limits and timeouts of a [`Server`](crate::Server). Every field has a default that is safe for a server
 /// reachable from the internet.
@@ -43,6 +43,10 @@ pub struct ServerConfig {
     /// noticed and its connection freed; `None` turns it off. Default: [`Keepalive::default()`]
     /// (a dead peer is noticed within 90 s).
     pub tcp_keepalive: Option<Keepalive>,
+    /// The credit each stream a client sends (a `Streaming` argument) gets: items and bytes
+    /// in flight, which bounds the memory it holds to `items` frames and `bytes` plus one
+    /// frame. Default: [`StreamWindow::DEFAULT`] (1,024 items, 1 MiB).
+    pub stream_window: StreamWindow,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +62,7 @@ impl Default for ServerConfig {
             max_in_flight: 256,
             unix_mode: Some(0o600),
             tcp_keepalive: Some(Keepalive::default()),
+            stream_window: StreamWindow::DEFAULT,
         }
     }
 }

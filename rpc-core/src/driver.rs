@@ -10,20 +10,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::task::{AbortHandle, Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::codec::CodecError;
 use crate::config::Authorizer;
 use crate::conn::{self, Outbox};
-use crate::net::{Peer, Stream};
+use crate::net::Stream;
 use crate::proto::inbound::FrameReader;
-use crate::proto::server::{self, ServerConn, Step};
+use crate::proto::server::{self, ServerConn, Step, StreamFrame};
 use crate::ratelimit::RateLimit;
 use crate::service::{DispatchError, Responder, Service, Sink};
+use crate::sink::ConnSink;
+use crate::stream_slot::Slots;
 use crate::task::{CatchUnwind, panic_message};
 use crate::wire::{self, Header};
 use crate::{Code, Error, ServerConfig};
@@ -127,7 +128,12 @@ pub(crate) async fn serve_conn<S: Service>(
     let writer = AbortOnDropHandle::new(tokio::spawn(outbox.clone().run_writer()));
     let mut driver = Driver {
         service,
-        sink: Arc::new(ConnSink { outbox: outbox.clone(), peer: peer.clone() }),
+        sink: Arc::new(ConnSink {
+            outbox: outbox.clone(),
+            peer: peer.clone(),
+            slots: Slots::default(),
+            window: config.stream_window,
+        }),
         proto: ServerConn::new(config.max_in_flight),
         handlers: JoinSet::new(),
         tasks: HashMap::new(),
@@ -151,6 +157,7 @@ pub(crate) async fn serve_conn<S: Service>(
         }
     }
     // Handlers still running are dropped with the driver: nobody is left to answer.
+    driver.sink.slots.close_all();
     drop(driver);
     outbox.close(true);
     // The writer shuts our side down once everything queued is written.
@@ -159,35 +166,6 @@ pub(crate) async fn serve_conn<S: Service>(
     // are dropped unanswered, and the client, having read our end of stream, knows from
     // GoAway's last id that they never started.
     discard_until_closed(&stream, Duration::from_secs(5)).await;
-}
-
-/// Where a connection's calls send their outcomes.
-#[derive(Debug)]
-struct ConnSink {
-    outbox: Arc<Outbox>,
-    peer: Arc<Peer>,
-}
-
-impl Sink for ConnSink {
-    fn peer(&self) -> &Arc<Peer> {
-        &self.peer
-    }
-
-    fn respond(&self, id: u64, body: &mut dyn FnMut(&mut BytesMut) -> Result<(), CodecError>) {
-        let mut panicked = false;
-        let encode = |buf: &mut BytesMut| body(buf).inspect_err(|e| panicked = e.panicked);
-        let error = match self.outbox.send(&Header::Response { id }, encode) {
-            Ok(()) | Err(Error::ConnectionClosed) => return,
-            Err(e) => e,
-        };
-        let (code, message) = server::unsendable(&error, panicked);
-        if panicked {
-            tracing::error!(id, error = %message, "response not sent");
-        } else {
-            tracing::warn!(id, error = %message, "response not sent");
-        }
-        self.outbox.fail_call(id, code, &message);
-    }
 }
 
 /// How long a connection may sit without a call, and a frame take to arrive.
@@ -376,6 +354,15 @@ impl<S: Service> Driver<S> {
             Step::PeerClosed { code, message } => {
                 tracing::debug!(%code, %message, "peer closed the connection");
             }
+            Step::Stream { id, frame } => match self.sink.slots.get(id) {
+                // Items are copied out of the read buffer: the handler takes them later.
+                Some(slot) => match frame {
+                    StreamFrame::Item(body) => slot.on_item(id, Bytes::copy_from_slice(body))?,
+                    StreamFrame::End => slot.on_end(id)?,
+                    StreamFrame::Credit(grant) => slot.on_credit(id, grant)?,
+                },
+                None => self.proto.unknown_stream(id)?,
+            },
         }
         Ok(Some(()))
     }

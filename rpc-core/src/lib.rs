@@ -38,7 +38,12 @@
 //! - `budget`: the process-wide budget for bytes buffered on behalf of peers.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
+//! - `sink`: where a server connection's calls send their outcomes and stream frames.
 //! - `task`: tasks whose panics are reported.
+//! - `stream_slot`: one call's streams shared by the reader and the task that takes or sends
+//!   items: credit, items not yet taken, wakers.
+//! - `streaming`: [`Streaming`], a stream of items within a call, on either side.
+//! - `client_streams`: the client's streaming calls: items out under credit, items in.
 //!
 //! The contract with generated code:
 //! - `context`: [`Context`], what a handler knows about its call.
@@ -54,6 +59,7 @@ mod balance;
 mod budget;
 mod calls;
 mod client;
+mod client_streams;
 mod codec;
 mod config;
 mod conn;
@@ -71,7 +77,10 @@ mod ratelimit;
 mod reconnect;
 mod server;
 mod service;
+mod sink;
 mod sockfile;
+mod stream_slot;
+mod streaming;
 mod task;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
@@ -90,10 +99,12 @@ pub use frame::DEFAULT_MAX_FRAME;
 pub use handle::Client;
 pub use layer::Call;
 pub use net::{Keepalive, Peer};
+pub use proto::stream::StreamWindow;
 pub use reconnect::{ConnectionState, Reconnect};
 pub use rpc_macros::service;
 pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+pub use streaming::{StreamSender, Streaming};
 pub use tower;
 pub use wire::MIN_MAX_FRAME;
 
@@ -105,6 +116,7 @@ pub mod __fuzz;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+    pub use futures_core::Stream;
     pub use std::boxed::Box;
     pub use std::sync::Arc;
 }

@@ -11,7 +11,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::{self, CodecError};
-use crate::{Context, Peer};
+use crate::proto::stream::{Grant, StreamWindow};
+use crate::stream_slot::{Slot, Slots, Taken};
+use crate::streaming::{Source, Streaming};
+use crate::wire::Header;
+use crate::{Code, Context, Error, Peer};
+use bytes::Bytes;
+use std::task::Waker;
 
 /// A running call: the future a [`Service`] returns for one request. It must end by calling
 /// [`Responder::send`] exactly once.
@@ -72,6 +78,8 @@ pub struct Responder {
     deadline: Instant,
     /// Made on the first [`Responder::context`] call, so calls that never ask pay nothing.
     token: Option<CancellationToken>,
+    /// The call's streams, once [`Responder::open_streams`] opened them.
+    slot: Option<Arc<Slot>>,
 }
 
 /// Where a [`Responder`] delivers its call's outcome: the server connection the request came
@@ -83,11 +91,31 @@ pub(crate) trait Sink: Send + Sync + std::fmt::Debug {
     /// Sends call `id`'s return value, which `body` encodes; a value that cannot be sent is
     /// answered with a framework error instead.
     fn respond(&self, id: u64, body: &mut dyn FnMut(&mut BytesMut) -> Result<(), CodecError>);
+
+    /// The connection's open streams.
+    fn slots(&self) -> &Slots;
+
+    /// The window the server grants each stream it receives.
+    fn window(&self) -> StreamWindow;
+
+    /// Sends one frame of call `id`'s streams; the body's size, if it was sent.
+    fn send_stream_frame(
+        &self,
+        header: &Header<'_>,
+        body: &mut dyn FnMut(&mut BytesMut) -> Result<(), CodecError>,
+    ) -> Result<usize, Error>;
+
+    /// Answers call `id` with a framework error.
+    fn fail(&self, id: u64, code: Code, message: &str);
+
+    /// Holds frames back (`true`) so that several leave in one write, or ends one such hold
+    /// (`false`), writing what it held.
+    fn hold(&self, on: bool);
 }
 
 impl Responder {
     pub(crate) fn new(sink: Arc<dyn Sink>, id: u64, deadline: Instant) -> Self {
-        Responder { sink, id, deadline, token: None }
+        Responder { sink, id, deadline, token: None, slot: None }
     }
 
     /// The id of the request being answered.
@@ -109,7 +137,112 @@ impl Responder {
     pub fn send<T: Serialize + ?Sized>(mut self, value: &T) {
         // The call completed: it was not abandoned, so the token must not fire.
         self.token = None;
+        self.close_streams();
         self.sink.respond(self.id, &mut |buf| codec::encode_into(value, buf));
+    }
+
+    /// Opens the call's streams before it starts, so that the client's frames for them find
+    /// them: `receive` for a method that takes a [`Streaming`] argument (the client's items
+    /// are let in at once, within the server's window), `send` for one that returns a
+    /// [`Streaming`]. Generated code calls it in [`Service::call`].
+    pub fn open_streams(&mut self, receive: bool, send: bool) {
+        let window = receive.then(|| self.sink.window());
+        let (slot, grant) = Slot::new(window, send);
+        self.sink.slots().insert(self.id, slot.clone());
+        self.slot = Some(slot);
+        if let Some(Grant { items, bytes }) = grant {
+            let credit = Header::Credit { id: self.id, items, bytes };
+            let _ = self.sink.send_stream_frame(&credit, &mut |_| Ok(()));
+        }
+    }
+
+    /// The client's stream of items, for a call whose streams were opened with `receive`
+    /// (otherwise a stream without items).
+    pub fn input<T>(&mut self) -> Streaming<T> {
+        match &self.slot {
+            Some(slot) => Streaming::remote(Box::new(Input {
+                slot: slot.clone(),
+                sink: self.sink.clone(),
+                id: self.id,
+            })),
+            None => Streaming::done(),
+        }
+    }
+
+    /// Sends `items` as the call's stream of results, each as soon as the client's credit
+    /// lets it, then ends the call. An item that cannot be sent (too large for the client, or
+    /// its `Serialize` fails) or an error item of a received stream being passed on fails the
+    /// call with that error instead. Call [`Responder::open_streams`] with `send` first.
+    pub async fn send_stream<T: Serialize + DeserializeOwned>(self, mut items: Streaming<T>) {
+        let Some(slot) = self.slot.clone() else {
+            return self.fail(Code::BadRequest, "the call's stream was not opened");
+        };
+        let id = self.id;
+        // Items that are ready at once leave together: frames are held in the outbox while
+        // the stream and the credit keep up, and written when either makes us wait (or the
+        // batch is big enough), instead of one write per item.
+        let mut hold = Hold { sink: &*self.sink, held: false };
+        // The next item is taken before waiting for credit to send it, so the end of the
+        // stream needs no credit.
+        loop {
+            let item = match now_or_pending(&mut items) {
+                Some(item) => item,
+                None => {
+                    hold.release();
+                    items.next().await
+                }
+            };
+            let item = match item {
+                None => break,
+                Some(Ok(item)) => item,
+                Some(Err(e)) => {
+                    drop(hold);
+                    let code = e.code().unwrap_or(Code::Other(0));
+                    return self.fail(code, &e.to_string());
+                }
+            };
+            let now = slot.poll_credit(&mut std::task::Context::from_waker(Waker::noop()));
+            let credit = match now {
+                std::task::Poll::Ready(open) => open,
+                std::task::Poll::Pending => {
+                    hold.release();
+                    std::future::poll_fn(|cx| slot.poll_credit(cx)).await
+                }
+            };
+            if !credit {
+                // Closed: the connection is gone.
+                return;
+            }
+            hold.hold();
+            let mut panicked = false;
+            let mut encode = |buf: &mut BytesMut| {
+                codec::encode_into(&item, buf).inspect_err(|e| panicked = e.panicked)
+            };
+            match self.sink.send_stream_frame(&Header::Item { id }, &mut encode) {
+                Ok(len) => slot.sent(len),
+                Err(Error::ConnectionClosed) => return,
+                Err(e) => {
+                    drop(hold);
+                    let (code, message) = crate::proto::server::unsendable(&e, panicked);
+                    return self.fail(code, &format!("a stream item: {message}"));
+                }
+            }
+        }
+        drop(hold);
+        self.send(&());
+    }
+
+    /// Ends the call with a framework error.
+    fn fail(mut self, code: Code, message: &str) {
+        self.token = None;
+        self.close_streams();
+        self.sink.fail(self.id, code, message);
+    }
+
+    fn close_streams(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.sink.slots().remove(self.id, &slot);
+        }
     }
 }
 
@@ -118,5 +251,71 @@ impl Drop for Responder {
         if let Some(token) = &self.token {
             token.cancel();
         }
+        self.close_streams();
+    }
+}
+
+/// The next item of `items` if it is ready now; `None` if it is not (the poll registered no
+/// useful waker: the caller awaits the item next).
+fn now_or_pending<T: DeserializeOwned>(
+    items: &mut Streaming<T>,
+) -> Option<Option<Result<T, Error>>> {
+    use futures_core::Stream;
+    let mut cx = std::task::Context::from_waker(Waker::noop());
+    match std::pin::Pin::new(items).poll_next(&mut cx) {
+        std::task::Poll::Ready(item) => Some(item),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Holds a connection's outgoing frames back while a stream's items keep coming, and lets them
+/// go when dropped.
+struct Hold<'a> {
+    sink: &'a dyn Sink,
+    held: bool,
+}
+
+impl Hold<'_> {
+    fn hold(&mut self) {
+        if !std::mem::replace(&mut self.held, true) {
+            self.sink.hold(true);
+        }
+    }
+
+    fn release(&mut self) {
+        if std::mem::replace(&mut self.held, false) {
+            self.sink.hold(false);
+        }
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// The client's items of one call, as a handler takes them.
+struct Input {
+    slot: Arc<Slot>,
+    sink: Arc<dyn Sink>,
+    id: u64,
+}
+
+impl Source for Input {
+    fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Error>>> {
+        self.slot.poll_item(cx).map(|taken| match taken {
+            Taken::Item(body, grant) => {
+                if let Some(Grant { items, bytes }) = grant {
+                    let credit = Header::Credit { id: self.id, items, bytes };
+                    let _ = self.sink.send_stream_frame(&credit, &mut |_| Ok(()));
+                }
+                Some(Ok(body))
+            }
+            Taken::Ended => None,
+        })
     }
 }

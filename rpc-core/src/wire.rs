@@ -11,6 +11,9 @@
 //!   Cancel   { id }
 //!   GoAway   { last_id }
 //!   Close    { code, message }
+//!   Item     { id }                     ++ bincode(one stream item)
+//!   End      { id }
+//!   Credit   { id, items, bytes }
 //! ```
 //!
 //! The first frame in each direction is a [`Hello`] instead.
@@ -88,6 +91,32 @@ pub enum Header<'a> {
         code: u32,
         /// A human-readable explanation.
         message: Cow<'a, str>,
+    },
+    /// Tag 6, kept for a request that carries metadata (another branch defines it): only here
+    /// so that the variants after it keep their wire tags, which are their serde indexes.
+    /// Never sent; a received tag 6 is an unknown message.
+    #[doc(hidden)]
+    Reserved6,
+    /// Either way: one item of call `id`'s stream; the body is the item. Sent only within the
+    /// credit the receiver granted (see `proto::stream`).
+    Item {
+        /// The call's request id.
+        id: u64,
+    },
+    /// Client → server: the client's stream of items for call `id` is over.
+    End {
+        /// The call's request id.
+        id: u64,
+    },
+    /// Either way: the receiver of call `id`'s stream lets the sender send `items` more items
+    /// and `bytes` more bytes of item bodies.
+    Credit {
+        /// The call's request id.
+        id: u64,
+        /// More items that may be sent.
+        items: u32,
+        /// More body bytes that may be sent.
+        bytes: u64,
     },
 }
 
@@ -204,13 +233,14 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Decodes the header at the front of `payload`; returns it and where the body starts.
 ///
-/// Only `Request` and `Response` carry a body. Bytes after any other message mean the peer's
+/// Only `Request`, `Response` and `Item` carry a body. Bytes after any other message mean the peer's
 /// idea of that message differs from ours, so they are a protocol violation, not ignored.
 pub(crate) fn decode_header(payload: &[u8]) -> Result<(Header<'static>, usize), Error> {
     let mut at = Cursor { bytes: payload, at: 0 };
     let header =
         Header::decode(&mut at).map_err(|e| Error::Protocol(format!("bad message header: {e}")))?;
-    let has_body = matches!(header, Header::Request { .. } | Header::Response { .. });
+    let has_body =
+        matches!(header, Header::Request { .. } | Header::Response { .. } | Header::Item { .. });
     let extra = payload.len() - at.at;
     if !has_body && extra > 0 {
         return Err(Error::Protocol(format!(
@@ -244,6 +274,10 @@ impl Header<'_> {
             Header::Cancel { .. } => "Cancel",
             Header::GoAway { .. } => "GoAway",
             Header::Close { .. } => "Close",
+            Header::Reserved6 => "reserved (6)",
+            Header::Item { .. } => "Item",
+            Header::End { .. } => "End",
+            Header::Credit { .. } => "Credit",
         }
     }
 
@@ -278,6 +312,22 @@ impl Header<'_> {
                 put_varint(buf, u64::from(*code));
                 put_str(buf, message);
             }
+            // Never made by this crate; what bincode would write, for the property test.
+            Header::Reserved6 => put_varint(buf, 6),
+            Header::Item { id } => {
+                put_varint(buf, 7);
+                put_varint(buf, *id);
+            }
+            Header::End { id } => {
+                put_varint(buf, 8);
+                put_varint(buf, *id);
+            }
+            Header::Credit { id, items, bytes } => {
+                put_varint(buf, 9);
+                put_varint(buf, *id);
+                put_varint(buf, u64::from(*items));
+                put_varint(buf, *bytes);
+            }
         }
     }
 
@@ -289,6 +339,9 @@ impl Header<'_> {
             3 => Header::Cancel { id: at.u64()? },
             4 => Header::GoAway { last_id: at.u64()? },
             5 => Header::Close { code: at.u32()?, message: at.message()? },
+            7 => Header::Item { id: at.u64()? },
+            8 => Header::End { id: at.u64()? },
+            9 => Header::Credit { id: at.u64()?, items: at.u32()?, bytes: at.u64()? },
             tag => return Err(format!("unknown message type {tag}")),
         })
     }

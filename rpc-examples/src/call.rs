@@ -52,22 +52,64 @@ pub enum Call {
         #[arg(allow_negative_numbers = true)]
         numbers: Vec<i64>,
     },
+    /// Streams the primes up to LIMIT, one per line
+    Primes {
+        /// The largest number to test
+        limit: u64,
+    },
+    /// Adds up NUMBERS, sent as a stream
+    SumStream {
+        /// The numbers to stream
+        #[arg(allow_negative_numbers = true)]
+        numbers: Vec<i64>,
+    },
+    /// Streams NUMBERS and prints the running total after each, one per line
+    RunningTotal {
+        /// The numbers to stream
+        #[arg(allow_negative_numbers = true)]
+        numbers: Vec<i64>,
+    },
 }
 
 impl Call {
-    /// Makes the call through `calc`. The outer `Result` is the framework's (the call did not
-    /// complete), the inner one the calculator's.
+    /// Makes the call through `calc`, giving each value to `each` as it comes: one for most
+    /// methods, many for the streaming ones. The outer `Result` is the framework's (the call
+    /// did not complete), the inner one the calculator's.
     pub async fn run(
         &self,
         calc: &CalculatorClient,
-    ) -> Result<Result<i64, CalcError>, rpc_core::Error> {
-        match self {
-            Call::Add { a, b } => calc.add(*a, *b).await,
-            Call::Sub { a, b } => calc.sub(*a, *b).await,
-            Call::Mul { a, b } => calc.mul(*a, *b).await,
-            Call::Div { a, b } => calc.div(*a, *b).await,
-            Call::Sum { numbers } => calc.sum(numbers.clone()).await,
-        }
+        mut each: impl FnMut(i64),
+    ) -> Result<Result<(), CalcError>, rpc_core::Error> {
+        let one = match self {
+            Call::Add { a, b } => calc.add(*a, *b).await?,
+            Call::Sub { a, b } => calc.sub(*a, *b).await?,
+            Call::Mul { a, b } => calc.mul(*a, *b).await?,
+            Call::Div { a, b } => calc.div(*a, *b).await?,
+            Call::Sum { numbers } => calc.sum(numbers.clone()).await?,
+            Call::SumStream { numbers } => {
+                calc.sum_stream(futures::stream::iter(numbers.clone())).await?
+            }
+            Call::Primes { limit } => {
+                let mut primes = calc.primes(*limit).await?;
+                while let Some(prime) = primes.next().await {
+                    // Primes are at most `limit`, itself an i64 on the command line in practice.
+                    each(i64::try_from(prime?).unwrap_or(i64::MAX));
+                }
+                return Ok(Ok(()));
+            }
+            Call::RunningTotal { numbers } => {
+                let numbers = futures::stream::iter(numbers.clone());
+                let mut totals = calc.running_total(numbers).await?;
+                while let Some(total) = totals.next().await {
+                    match total? {
+                        Ok(total) => each(total),
+                        Err(refused) => return Ok(Err(refused)),
+                    }
+                }
+                return Ok(Ok(()));
+            }
+        };
+        Ok(one.map(each))
     }
 }
 
@@ -80,6 +122,9 @@ impl fmt::Display for Call {
             Call::Mul { a, b } => write!(f, "mul({a}, {b})"),
             Call::Div { a, b } => write!(f, "div({a}, {b})"),
             Call::Sum { numbers } => write!(f, "sum({numbers:?})"),
+            Call::Primes { limit } => write!(f, "primes({limit})"),
+            Call::SumStream { numbers } => write!(f, "sum_stream(stream {numbers:?})"),
+            Call::RunningTotal { numbers } => write!(f, "running_total(stream {numbers:?})"),
         }
     }
 }

@@ -49,6 +49,16 @@ pub trait Calculator {
     async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError>;
     /// Returns the sum of `numbers`; 0 for none.
     async fn sum(&self, numbers: Vec<i64>) -> Result<i64, CalcError>;
+    /// Streams the primes up to and including `limit`, smallest first.
+    async fn primes(&self, limit: u64) -> rpc_core::Streaming<u64>;
+    /// Returns the sum of the streamed `numbers`; 0 for none.
+    async fn sum_stream(&self, numbers: rpc_core::Streaming<i64>) -> Result<i64, CalcError>;
+    /// Streams the running total of the streamed `numbers`: one total per number. An
+    /// overflow is the last item.
+    async fn running_total(
+        &self,
+        numbers: rpc_core::Streaming<i64>,
+    ) -> rpc_core::Streaming<Result<i64, CalcError>>;
 }
 
 /// The calculator the servers run. It holds no state, so one value serves every connection.
@@ -79,4 +89,40 @@ impl Calculator for Calc {
     async fn sum(&self, numbers: Vec<i64>) -> Result<i64, CalcError> {
         numbers.iter().try_fold(0_i64, |total, &n| total.checked_add(n)).ok_or(CalcError::Overflow)
     }
+
+    async fn primes(&self, limit: u64) -> rpc_core::Streaming<u64> {
+        // Made one at a time as the client's credit lets them go: a huge limit costs nothing
+        // up front, and a client that stops reading stops the search.
+        rpc_core::Streaming::from_iter((2..=limit).filter(|&n| is_prime(n)))
+    }
+
+    async fn sum_stream(&self, mut numbers: rpc_core::Streaming<i64>) -> Result<i64, CalcError> {
+        let mut total = 0_i64;
+        while let Some(Ok(n)) = numbers.next().await {
+            total = total.checked_add(n).ok_or(CalcError::Overflow)?;
+        }
+        Ok(total)
+    }
+
+    async fn running_total(
+        &self,
+        numbers: rpc_core::Streaming<i64>,
+    ) -> rpc_core::Streaming<Result<i64, CalcError>> {
+        use futures::StreamExt;
+        // `Some(total)` while the total fits; the item after an overflow ends the stream.
+        let totals = numbers.scan(Some(0_i64), |total, n| {
+            let item = match (*total, n) {
+                (Some(t), Ok(n)) => t.checked_add(n).ok_or(CalcError::Overflow),
+                _ => return futures::future::ready(None),
+            };
+            *total = item.clone().ok();
+            futures::future::ready(Some(item))
+        });
+        rpc_core::Streaming::from_stream(totals)
+    }
+}
+
+/// Whether `n` is prime, by trial division.
+fn is_prime(n: u64) -> bool {
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
 }

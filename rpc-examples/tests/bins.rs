@@ -129,6 +129,10 @@ fn demo_calls_every_method_over_both_transports_and_exits_0() {
             "] sum([1, 2, 3, 4]) = 10",
             "] div(7, 0) = error: division by zero",
             "] mul(9223372036854775807, 2) = error: overflow",
+            "] primes(30) = 2, 3, 5, 7, 11, 13, 17, 19, 23, 29",
+            "] sum_stream(stream [1, 2, 3]) = 6",
+            "] running_total(stream [1, 2, 3]) = 1, 3, 6",
+            "] running_total(stream [9223372036854775807, 1, 2]) = 9223372036854775807, error: overflow",
         ] {
             let found = stdout.lines().any(|l| l.starts_with(transport) && l.contains(call));
             assert!(found, "no line {transport}…{call} in:\n{stdout}");
@@ -152,6 +156,14 @@ fn client_prints_the_result_alone_and_exits_0_over_tcp_and_unix() {
             (&["div", "7", "2"], "3\n"),
             (&["sum", "1", "2", "3", "4"], "10\n"),
             (&["sum"], "0\n"),
+            (
+                &["primes", "100"],
+                "2\n3\n5\n7\n11\n13\n17\n19\n23\n29\n31\n37\n41\n43\n47\n53\n59\n61\n67\n71\n73\n79\n83\n89\n97\n",
+            ),
+            (&["primes", "1"], ""),
+            (&["sum-stream", "1", "2", "3"], "6\n"),
+            (&["sum-stream"], "0\n"),
+            (&["running-total", "1", "2", "3"], "1\n3\n6\n"),
         ] {
             let out = client(endpoint, args);
             assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));

@@ -168,17 +168,39 @@ fn client_method(service: &Service<'_>, method: &Method<'_>) -> TokenStream {
         quote!(#(#docs)*)
     };
     let names: Vec<&Ident> = method.args.iter().filter_map(|arg| arg.name).collect();
-    let types = method.args.iter().map(|arg| arg.ty());
+    let stream_arg = method.stream_arg();
+    // A stream parameter takes any `Stream` of its items.
+    let types = method.args.iter().enumerate().map(|(i, arg)| match stream_arg {
+        Some((at, item)) if at == i => quote! {
+            impl ::rpc_core::__private::Stream<Item = #item> + ::core::marker::Send + 'static
+        },
+        _ => {
+            let ty = arg.ty();
+            quote!(#ty)
+        }
+    });
     let output = match method.output {
         None => quote!(()),
         Some(ty) => quote!(#ty),
     };
     let (inputs, output_span) = wire_spans(method);
+    // The argument tuple leaves the stream out: its items follow the request.
+    let sent = names.iter().enumerate().filter(|(i, _)| stream_arg.is_none_or(|(at, _)| at != *i));
+    let sent: Vec<&&Ident> = sent.map(|(_, name)| name).collect();
+    let stream = stream_arg.and_then(|(at, _)| names.get(at));
+    let call = match (stream, method.stream_output().is_some()) {
+        // An idempotent method may be sent again after its connection is lost.
+        (None, false) if method.options.idempotent.is_some() => {
+            Ident::new("call_idempotent", output_span)
+        }
+        (None, false) => Ident::new("call", output_span),
+        (None, true) => Ident::new("server_stream", output_span),
+        (Some(_), false) => Ident::new("client_stream", output_span),
+        (Some(_), true) => Ident::new("bidi_stream", output_span),
+    };
+    let stream = stream.map(|name| quote!(#name,));
     // Spanned on the user's tokens, so that "`T: Serialize` is not satisfied" points at them.
-    // An idempotent method may be sent again after its connection is lost.
-    let call = if method.options.idempotent.is_some() { "call_idempotent" } else { "call" };
-    let call = Ident::new(call, output_span);
-    let call = quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#names,)*)).await);
+    let call = quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#sent,)*), #stream).await);
     quote! {
         #(#cfgs)*
         #docs
@@ -298,30 +320,49 @@ fn server_arm(service: &Service<'_>, method: &Method<'_>, s: &Ident) -> TokenStr
     // The argument types are inferred from the trait method, so no user type is spelled inside
     // this generic impl, where a type named like `S` would be shadowed.
     let args: Vec<Ident> = (0..method.args.len()).map(|i| format_ident!("arg{i}")).collect();
-    let (take_context, context) = match method.context {
-        Some(_) => (
-            quote! {
-                let mut reply = reply;
-                let context = reply.context();
-            },
-            quote!(&context,),
-        ),
-        None => (TokenStream::new(), TokenStream::new()),
+    let stream_arg = method.stream_arg().map(|(at, _)| at);
+    let sends_stream = method.stream_output().is_some();
+    let decoded = args.iter().enumerate().filter(|(i, _)| Some(*i) != stream_arg);
+    let decoded: Vec<&Ident> = decoded.map(|(_, arg)| arg).collect();
+    let mut setup = TokenStream::new();
+    if method.context.is_some() || stream_arg.is_some() || sends_stream {
+        setup.extend(quote!(let mut reply = reply;));
+    }
+    if stream_arg.is_some() || sends_stream {
+        let receives = stream_arg.is_some();
+        setup.extend(quote!(reply.open_streams(#receives, #sends_stream);));
+    }
+    if let Some(at) = stream_arg {
+        let arg = &args[at];
+        setup.extend(quote!(let #arg = reply.input();));
+    }
+    let context = match method.context {
+        Some(_) => {
+            setup.extend(quote!(let context = reply.context();));
+            quote!(&context,)
+        }
+        None => TokenStream::new(),
     };
     let (inputs, output_span) = wire_spans(method);
     // Spanned on the user's tokens, so that "`T: Serialize` is not satisfied" points at them.
     let decode = quote_spanned!(inputs=> ::rpc_core::__private::decode_args(body));
-    let call = quote_spanned! {output_span=>
-        &<#s as #trait_ident>::#ident(&*inner, #context #(#args),*).await
+    let run = quote_spanned! {output_span=>
+        <#s as #trait_ident>::#ident(&*inner, #context #(#args),*).await
+    };
+    let answer = if sends_stream {
+        quote!(reply.send_stream(#run).await;)
+    } else {
+        let value = quote_spanned!(output_span=> &#run);
+        quote!(reply.send(#value);)
     };
     quote! {
         #(#cfgs)*
         #client::#id => {
-            let (#(#args,)*) = #decode?;
+            let (#(#decoded,)*) = #decode?;
             let inner = ::core::clone::Clone::clone(&self.inner);
-            #take_context
+            #setup
             ::core::result::Result::Ok(::rpc_core::__private::Box::pin(async move {
-                reply.send(#call);
+                #answer
             }))
         }
     }

@@ -3,12 +3,14 @@
 //! # Layout
 //! - `parse`: reads the trait into a model, as written.
 //! - `validate`: rejects what the macro does not support, every problem at once.
+//! - `streams`: the checks of `Streaming<T>` parameters and return types.
 //! - `method_id`: the wire id of a method, and the exact rule that derives it.
 //! - `expand`: generates the trait with `Send` futures, `FooClient` and `FooServer`.
 
 mod expand;
 mod method_id;
 mod parse;
+mod streams;
 mod validate;
 
 use proc_macro::TokenStream;
@@ -47,6 +49,15 @@ use proc_macro::TokenStream;
 /// `ctx: &rpc_core::Context` after `&self` gives the handler its call context; it is not sent, and
 /// the client method does not have it. Anything else is a compile error that says what to write
 /// instead.
+///
+/// # Streams
+///
+/// A method may return `rpc_core::Streaming<T>` (server streaming), take one parameter of that
+/// type (client streaming), or both (bidirectional). The client method then returns
+/// `Result<Streaming<T>, rpc_core::Error>` for a stream it receives, and takes
+/// `impl Stream<Item = T> + Send + 'static` for one it sends; the handler returns and takes
+/// `Streaming<T>`. A `Streaming` inside another type, a second stream parameter, one without
+/// an item type, or a stream in a `#[rpc(oneway)]` method is a compile error.
 ///
 /// # Method ids
 ///

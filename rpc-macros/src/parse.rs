@@ -44,6 +44,36 @@ pub(crate) struct Method<'a> {
     pub(crate) options: Options,
 }
 
+impl Method<'_> {
+    /// The parameter that is a stream of items from the client, if one is (the first).
+    pub(crate) fn stream_arg(&self) -> Option<(usize, &Type)> {
+        self.args.iter().enumerate().find_map(|(i, arg)| streaming_item(arg.ty()).map(|t| (i, t)))
+    }
+
+    /// The item type of a `-> Streaming<T>` return type.
+    pub(crate) fn stream_output(&self) -> Option<&Type> {
+        self.output.and_then(streaming_item)
+    }
+}
+
+/// Whether a type is spelled as a stream of items: a path ending in `Streaming`.
+pub(crate) fn is_streaming(ty: &Type) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none()
+        && path.path.segments.last().is_some_and(|s| s.ident == "Streaming"))
+}
+
+/// The item type `T` of a type spelled `Streaming<T>` (any path ending so), if it is one with
+/// exactly one type argument.
+pub(crate) fn streaming_item(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last().filter(|_| is_streaming(ty))?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    match args.args.iter().collect::<Vec<_>>()[..] {
+        [syn::GenericArgument::Type(item)] => Some(item),
+        _ => None,
+    }
+}
+
 /// The options of a method, from `#[rpc(option, ...)]` attributes; each is the span of where
 /// it was given, if it was.
 #[derive(Default)]

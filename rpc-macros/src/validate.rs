@@ -10,7 +10,8 @@ use syn::visit::{self, Visit};
 use syn::{Lifetime, PatType, TraitItem, Type, TypeImplTrait, TypeInfer, TypePath, TypeReference};
 
 use crate::method_id::{self, const_name};
-use crate::parse::{Method, Service, is_context, plain_name};
+use crate::parse::{Method, Service, is_context, is_streaming, plain_name};
+use crate::streams;
 
 /// Inherent items of the generated client besides the service's methods; a service method of
 /// the same name would collide with them (`clone` would hide `Clone::clone`).
@@ -108,6 +109,7 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
     if let Some(context) = method.context {
         check_context(context, errors);
     }
+    streams::check_streams(method, errors);
     for arg in &method.args {
         if let Some(attr) = arg.pat_type.attrs.first() {
             errors.push(attr, "attributes on service method parameters are not supported");
@@ -119,11 +121,15 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
                  add `mut` in the impl instead",
             );
         }
-        TypeCheck { position: Position::Arg, errors: &mut *errors }.visit_type(arg.ty());
+        if let Some(ty) = streams::wire_type(arg.ty()) {
+            TypeCheck { position: Position::Arg, errors: &mut *errors }.visit_type(ty);
+        }
     }
     // The return type of a non-async method is already reported, and often `impl Future`.
     if let (Some(output), true) = (method.output, is_async) {
-        TypeCheck { position: Position::Return, errors: &mut *errors }.visit_type(output);
+        if let Some(ty) = streams::wire_type(output) {
+            TypeCheck { position: Position::Return, errors: &mut *errors }.visit_type(ty);
+        }
     }
     if let Some(body) = &method.item.default {
         errors.push(
@@ -328,6 +334,15 @@ impl<'ast> Visit<'ast> for TypeCheck<'_> {
     }
 
     fn visit_type_path(&mut self, path: &'ast TypePath) {
+        if is_streaming(&Type::Path(path.clone())) {
+            self.errors.push(
+                path,
+                "`Streaming<T>` is a whole parameter type or the whole return type, never inside \
+                 another type: write `items: Streaming<T>` or `-> Streaming<T>` (for items that \
+                 may fail, `Streaming<Result<T, E>>`)",
+            );
+            return;
+        }
         if path.qself.is_none() && path.path.segments.first().is_some_and(|s| s.ident == "Self") {
             self.errors.push(
                 path,
@@ -350,14 +365,14 @@ fn spell(ty: &impl ToTokens) -> String {
 
 /// Errors in the order found, reported together.
 #[derive(Default)]
-struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    fn push(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+    pub(crate) fn push(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
         self.add(syn::Error::new_spanned(tokens, message));
     }
 
-    fn push_span(&mut self, span: Span, message: impl std::fmt::Display) {
+    pub(crate) fn push_span(&mut self, span: Span, message: impl std::fmt::Display) {
         self.add(syn::Error::new(span, message));
     }
 

@@ -84,6 +84,25 @@ fn close_is_tag_code_and_message() {
 }
 
 #[test]
+fn item_is_tag_and_id_then_the_item() {
+    assert_eq!(golden(&Header::Item { id: 1 }, Some(&5_i64)), [0, 0, 0, 3, 0x07, 0x01, 0x0a]);
+}
+
+#[test]
+fn end_is_tag_and_id() {
+    assert_eq!(golden(&Header::End { id: 300 }, NONE), [0, 0, 0, 4, 0x08, 0xfb, 0x2c, 0x01]);
+}
+
+#[test]
+fn credit_is_tag_id_items_and_bytes() {
+    let header = Header::Credit { id: 1, items: 256, bytes: 262_144 };
+    assert_eq!(
+        golden(&header, NONE),
+        [0, 0, 0, 10, 0x09, 0x01, 0xfb, 0x00, 0x01, 0xfc, 0x00, 0x00, 0x04, 0x00]
+    );
+}
+
+#[test]
 fn large_integers_use_the_wider_varint_forms() {
     let header = Header::Request { id: u64::MAX, method: 250, budget_us: 251 };
     let mut expected = vec![0x00, 0xfd];
@@ -101,6 +120,9 @@ fn golden_payloads_decode_back_to_their_headers() {
         Header::Cancel { id: 300 },
         Header::GoAway { last_id: 7 },
         Header::Close { code: 9, message: Cow::Borrowed("x") },
+        Header::Item { id: 1 },
+        Header::End { id: 300 },
+        Header::Credit { id: 1, items: 256, bytes: 262_144 },
     ];
     for header in headers {
         let (decoded, body) = decode(&bincode(&header));
@@ -329,6 +351,8 @@ fn bytes_after_a_message_without_a_body_are_refused() {
         Header::Cancel { id: 300 },
         Header::GoAway { last_id: 4 },
         Header::Close { code: 9, message: Cow::Borrowed("x") },
+        Header::End { id: 300 },
+        Header::Credit { id: 1, items: 256, bytes: 262_144 },
     ];
     for header in bodyless {
         let mut payload = bincode(&header);
@@ -337,7 +361,8 @@ fn bytes_after_a_message_without_a_body_are_refused() {
         let err = fuzz::decode_header(&payload).unwrap_err();
         assert!(err.to_string().contains("1 bytes after a"), "{err}");
     }
-    // A Request's and a Response's body is whatever follows the header.
+    // A Request's, a Response's and an Item's body is whatever follows the header.
+    assert_eq!(fuzz::decode_header(&[0x07, 0x01, 0x0a]).unwrap(), (Header::Item { id: 1 }, 2));
     let request = [0x00, 0x01, 0x02, 0x03, 0x04, 0x06];
     let (header, at) = fuzz::decode_header(&request).unwrap();
     assert_eq!((header, at), (Header::Request { id: 1, method: 2, budget_us: 3 }, 4));

@@ -21,6 +21,12 @@ pub mod no_prelude {
         async fn div(&self, a: i64, b: i64) -> ::std::result::Result<i64, ::std::string::String>;
         /// The caller's request id.
         async fn request_id(&self, ctx: &rpc_core::Context) -> u64;
+        /// Each item of `items` back, with a context.
+        async fn echo_all(
+            &self,
+            ctx: &rpc_core::Context,
+            items: rpc_core::Streaming<u64>,
+        ) -> rpc_core::Streaming<u64>;
     }
 
     /// The greeter.
@@ -37,6 +43,16 @@ pub mod no_prelude {
         }
         async fn request_id(&self, ctx: &rpc_core::Context) -> u64 {
             ctx.request_id()
+        }
+        async fn echo_all(
+            &self,
+            _ctx: &rpc_core::Context,
+            items: rpc_core::Streaming<u64>,
+        ) -> rpc_core::Streaming<u64> {
+            let items = ::futures::StreamExt::filter_map(items, |item| {
+                ::std::future::ready(::std::result::Result::ok(item))
+            });
+            rpc_core::Streaming::from_stream(items)
         }
     }
 }
@@ -113,6 +129,10 @@ async fn a_service_without_a_prelude_serves_and_calls() -> Result<(), rpc_core::
     assert_eq!(greeter.div(7, 2).await?, Ok(3));
     assert_eq!(greeter.div(7, 0).await?, Err("division by zero".to_owned()));
     assert!(greeter.request_id().await? >= 1);
+    let mut back = greeter.echo_all(futures::stream::iter([1_u64, 2])).await?;
+    assert_eq!(back.next().await.transpose()?, Some(1));
+    assert_eq!(back.next().await.transpose()?, Some(2));
+    assert_eq!(back.next().await.transpose()?, None);
     assert_eq!(Polite.greet("me".to_owned()).await, "hello me");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! What the frames a server sends mean to a client. No I/O in here: the client's reader task
 //! (`client.rs`) feeds frames in and routes the events to the calls (`calls.rs`).
 
+use crate::proto::stream::Grant;
 use crate::wire::{self, Header};
 use crate::{Code, Error};
 
@@ -13,6 +14,10 @@ pub(crate) enum Event {
     Failure { id: u64, error: Error },
     /// The server takes no new calls; those in flight up to `last_id` finish.
     GoAway { last_id: u64 },
+    /// An item of call `id`'s stream; its body is the frame from `body_at` on.
+    Item { id: u64, body_at: usize },
+    /// More credit for the stream the client sends in call `id`.
+    Credit { id: u64, grant: Grant },
 }
 
 /// Decodes one frame after the hellos. An error ends the connection: the server closed it
@@ -30,7 +35,11 @@ pub(crate) fn on_frame(payload: &[u8]) -> Result<Event, Error> {
         Header::Close { code, message } => {
             Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() })
         }
-        Header::Request { .. } | Header::Cancel { .. } => {
+        Header::Item { id } => Ok(Event::Item { id, body_at }),
+        Header::Credit { id, items, bytes } => {
+            Ok(Event::Credit { id, grant: Grant { items, bytes } })
+        }
+        Header::Request { .. } | Header::Cancel { .. } | Header::End { .. } | Header::Reserved6 => {
             Err(Error::Protocol("the server sent a client-only message".to_owned()))
         }
     }

@@ -7,8 +7,10 @@
 //! - `outbound`: frames in, bytes to write out; who writes, holds, closing and failure.
 //! - `server`: a server connection's calls: what a client's frame means, which calls run.
 //! - `client`: what a server's frame means to a client.
+//! - `stream`: credit accounting of the streams within calls.
 
 pub(crate) mod client;
 pub(crate) mod inbound;
 pub(crate) mod outbound;
 pub(crate) mod server;
+pub(crate) mod stream;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
+use crate::proto::stream::{self, Grant};
 use crate::wire::{self, Header};
 use crate::{Code, Error};
 
@@ -40,6 +41,20 @@ pub(crate) enum Step<'a, T> {
     Nothing,
     /// The client sent Close: the connection ends.
     PeerClosed { code: Code, message: String },
+    /// A frame of call `id`'s streams: route it to the stream, or if the call has none, see
+    /// [`ServerConn::unknown_stream`].
+    Stream { id: u64, frame: StreamFrame<'a> },
+}
+
+/// A frame of a stream within a call.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StreamFrame<'a> {
+    /// One item; its body.
+    Item(&'a [u8]),
+    /// The client's stream is over.
+    End,
+    /// More credit for the server's stream.
+    Credit(Grant),
 }
 
 /// The protocol state of one server connection. Calls running on tasks are known by a ticket
@@ -54,6 +69,9 @@ pub(crate) struct ServerConn<T> {
     by_id: HashMap<u64, T>,
     /// The highest request id taken (answered or started), for GoAway.
     last_id: u64,
+    /// The highest request id read, taken or not: stream frames for ids above it are for no
+    /// call at all.
+    highest_id: u64,
     /// Calls that may run at once; past it the driver stops reading.
     max_in_flight: usize,
 }
@@ -68,6 +86,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
             running: HashMap::new(),
             by_id: HashMap::new(),
             last_id: 0,
+            highest_id: 0,
             max_in_flight: max_in_flight.max(1),
         }
     }
@@ -86,8 +105,11 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
         let step = match header {
             Header::Request { id, method, budget_us } => {
                 let step = self.request(id, method, budget_us, &payload[body_at..]);
-                if self.phase == Phase::Serving && step != Step::Wait {
-                    self.last_id = self.last_id.max(id);
+                if step != Step::Wait {
+                    self.highest_id = self.highest_id.max(id);
+                    if self.phase == Phase::Serving {
+                        self.last_id = self.last_id.max(id);
+                    }
                 }
                 step
             }
@@ -96,7 +118,17 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
                 self.phase = Phase::Closed;
                 Step::PeerClosed { code: Code::from_u32(code), message: message.into_owned() }
             }
-            Header::Response { .. } | Header::Failure { .. } | Header::GoAway { .. } => {
+            Header::Item { id } => {
+                Step::Stream { id, frame: StreamFrame::Item(&payload[body_at..]) }
+            }
+            Header::End { id } => Step::Stream { id, frame: StreamFrame::End },
+            Header::Credit { id, items, bytes } => {
+                Step::Stream { id, frame: StreamFrame::Credit(Grant { items, bytes }) }
+            }
+            Header::Response { .. }
+            | Header::Failure { .. }
+            | Header::GoAway { .. }
+            | Header::Reserved6 => {
                 return Err(Error::Protocol("the client sent a server-only message".to_owned()));
             }
         };
@@ -122,6 +154,12 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
             us => Some(Duration::from_micros(us)),
         };
         Step::Call { id, method, budget, body }
+    }
+
+    /// A stream frame for `id` found no open stream: dropped if call `id` was read (it ended,
+    /// and the frame crossed its end), a protocol violation if no request had that id.
+    pub(crate) fn unknown_stream(&self, id: u64) -> Result<(), Error> {
+        stream::unknown_stream(id, self.highest_id)
     }
 
     /// Call `id` did not finish at once and now runs on a task known as `ticket`.
@@ -326,6 +364,23 @@ mod tests {
         assert_eq!(step, Step::PeerClosed { code: Code::FrameTooLarge, message: "too big".into() });
         assert!(conn.is_done());
         assert!(!conn.wants_read());
+    }
+
+    #[test]
+    fn stream_frames_are_routed_and_unknown_ids_are_judged_by_the_requests_read() {
+        let mut conn = ServerConn::<u64>::new(4);
+        let item = frame(&Header::Item { id: 2 }, b"x");
+        assert_eq!(
+            conn.on_frame(&item).expect("valid"),
+            Step::Stream { id: 2, frame: StreamFrame::Item(b"x") }
+        );
+        let credit = frame(&Header::Credit { id: 2, items: 3, bytes: 9 }, b"");
+        let grant = StreamFrame::Credit(Grant { items: 3, bytes: 9 });
+        assert_eq!(conn.on_frame(&credit).expect("valid"), Step::Stream { id: 2, frame: grant });
+        assert!(conn.unknown_stream(2).is_err(), "no request had id 2");
+        assert!(matches!(conn.on_frame(&request(2, 1_000)), Ok(Step::Call { .. })));
+        assert!(conn.unknown_stream(2).is_ok(), "call 2 was read: a late frame is dropped");
+        assert!(conn.unknown_stream(3).is_err());
     }
 
     #[test]

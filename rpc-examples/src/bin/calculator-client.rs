@@ -63,11 +63,9 @@ async fn main() -> ExitCode {
     if let Some(total) = args.repeat {
         return repeat(&calc, &args.call, total, args.concurrency).await;
     }
-    match args.call.run(&calc).await {
-        Ok(Ok(value)) => {
-            println!("{value}");
-            ExitCode::SUCCESS
-        }
+    // Values are printed one per line as they come (many for a streaming method).
+    match args.call.run(&calc, |value| println!("{value}")).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(refused)) => {
             eprintln!("error: {}: {refused}", args.call);
             ExitCode::from(1)
@@ -95,7 +93,7 @@ async fn repeat(calc: &CalculatorClient, call: &Call, total: u64, tasks: u64) ->
                     .is_ok()
                 {
                     let started = Instant::now();
-                    match call.run(&calc).await {
+                    match call.run(&calc, |_| {}).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(refused)) => failures.push(refused.to_string()),
                         Err(failed) => failures.push(failed.to_string()),

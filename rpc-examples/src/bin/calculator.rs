@@ -6,7 +6,8 @@ use rpc_core::{Endpoint, Server};
 use rpc_examples::{CalculatorClient, Call};
 use tokio::sync::oneshot;
 
-/// The calls made over each transport: plain results, then the two kinds of refusal.
+/// The calls made over each transport: plain results, the two kinds of refusal, then one
+/// streaming method of each kind (results streamed, numbers streamed, both).
 fn demo_calls() -> Vec<Call> {
     vec![
         Call::Add { a: 2, b: 3 },
@@ -16,6 +17,10 @@ fn demo_calls() -> Vec<Call> {
         Call::Sum { numbers: vec![1, 2, 3, 4] },
         Call::Div { a: 7, b: 0 },
         Call::Mul { a: i64::MAX, b: 2 },
+        Call::Primes { limit: 30 },
+        Call::SumStream { numbers: vec![1, 2, 3] },
+        Call::RunningTotal { numbers: vec![1, 2, 3] },
+        Call::RunningTotal { numbers: vec![i64::MAX, 1, 2] },
     ]
 }
 
@@ -59,9 +64,17 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
         for call in demo_calls() {
             // The outer `?` is a framework error (the call did not complete); the calculator's
             // own refusals arrive as `Err` inside, and are printed like results.
-            match call.run(&calc).await? {
-                Ok(value) => println!("[{endpoint}] {call} = {value}"),
-                Err(refused) => println!("[{endpoint}] {call} = error: {refused}"),
+            let mut values = Vec::new();
+            let values_text =
+                |values: &[i64]| values.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+            match call.run(&calc, |value| values.push(value)).await? {
+                Ok(()) => println!("[{endpoint}] {call} = {}", values_text(&values)),
+                Err(refused) if values.is_empty() => {
+                    println!("[{endpoint}] {call} = error: {refused}")
+                }
+                Err(refused) => {
+                    println!("[{endpoint}] {call} = {}, error: {refused}", values_text(&values))
+                }
             }
         }
     }

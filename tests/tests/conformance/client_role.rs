@@ -235,6 +235,9 @@ pub fn method_id(method: &str) -> Result<u32, String> {
         "mul" => CalculatorClient::MUL_ID,
         "div" => CalculatorClient::DIV_ID,
         "sum" => CalculatorClient::SUM_ID,
+        "primes" => CalculatorClient::PRIMES_ID,
+        "sum_stream" => CalculatorClient::SUM_STREAM_ID,
+        "running_total" => CalculatorClient::RUNNING_TOTAL_ID,
         other => return Err(format!("the calculator has no method {other:?}")),
     })
 }

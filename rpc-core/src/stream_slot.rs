@@ -1,0 +1,203 @@
+//! One stream's state shared by the connection's reader and the task that takes or sends its
+//! items: the credit accounting of `proto::stream` under a lock, the items delivered and not
+//! yet taken, and the wakers of whoever waits.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+
+use crate::Error;
+use crate::proto::stream::{Grant, Inflow, Outflow, StreamWindow};
+
+/// The streams of one connection's calls, by request id.
+#[derive(Debug, Default)]
+pub(crate) struct Slots(Mutex<HashMap<u64, Arc<Slot>>>);
+
+impl Slots {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
+        // Every change is one insert or remove: nothing half-done survives a panic.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn insert(&self, id: u64, slot: Arc<Slot>) {
+        if let Some(old) = self.lock().insert(id, slot) {
+            old.close();
+        }
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<Slot>> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Removes and closes `slot` if it is still the stream of `id`.
+    pub(crate) fn remove(&self, id: u64, slot: &Arc<Slot>) {
+        let mut slots = self.lock();
+        if slots.get(&id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            slots.remove(&id);
+        }
+        drop(slots);
+        slot.close();
+    }
+
+    /// Closes every stream: the connection is gone.
+    pub(crate) fn close_all(&self) {
+        let slots: Vec<_> = self.lock().drain().map(|(_, slot)| slot).collect();
+        slots.iter().for_each(|slot| slot.close());
+    }
+}
+
+/// The streams of one call: items coming in, items going out, or both.
+#[derive(Debug, Default)]
+pub(crate) struct Slot(Mutex<State>);
+
+#[derive(Debug, Default)]
+struct State {
+    /// Receiving: the accounting, the items delivered and not taken, who waits for one.
+    inflow: Option<Inflow>,
+    queue: VecDeque<Bytes>,
+    consumer: Option<Waker>,
+    /// Sending: the credit, and who waits for it.
+    outflow: Option<Outflow>,
+    producer: Option<Waker>,
+    /// The call or the connection is over: nothing more moves.
+    closed: bool,
+}
+
+/// What a consumer gets from [`Slot::poll_item`].
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// The next item, and the credit to grant back for it, if it is time.
+    Item(Bytes, Option<Grant>),
+    /// The sender ended the stream, or it was closed, and every item was taken.
+    Ended,
+}
+
+impl Slot {
+    /// A slot for a call whose streams are as given; returns the first grant to send when
+    /// it receives.
+    pub(crate) fn new(receive: Option<StreamWindow>, send: bool) -> (Arc<Slot>, Option<Grant>) {
+        let (inflow, grant) = receive.map(Inflow::new).unzip();
+        let outflow = send.then(Outflow::default);
+        (Arc::new(Slot(Mutex::new(State { inflow, outflow, ..State::default() }))), grant)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every transition is a few assignments after the checks that may fail.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The reader delivers an item. One beyond credit, after the end, or for a call whose
+    /// stream only sends breaks the protocol; it is never queued.
+    pub(crate) fn on_item(&self, id: u64, body: Bytes) -> Result<(), Error> {
+        let mut state = self.lock();
+        let inflow = state.inflow.as_mut().ok_or_else(|| not_receiving(id))?;
+        inflow.on_item(id, body.len())?;
+        if state.closed {
+            // Nobody takes it any more; the accounting above still holds the peer to its credit.
+            return Ok(());
+        }
+        state.queue.push_back(body);
+        let consumer = state.consumer.take();
+        drop(state);
+        if let Some(waker) = consumer {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The reader delivers the sender's end of the stream.
+    pub(crate) fn on_end(&self, id: u64) -> Result<(), Error> {
+        let mut state = self.lock();
+        state.inflow.as_mut().ok_or_else(|| not_receiving(id))?.on_end(id)?;
+        let consumer = state.consumer.take();
+        drop(state);
+        if let Some(waker) = consumer {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The reader delivers more credit for the stream this call sends.
+    pub(crate) fn on_credit(&self, id: u64, grant: Grant) -> Result<(), Error> {
+        let mut state = self.lock();
+        let outflow = state.outflow.as_mut().ok_or_else(|| {
+            Error::Protocol(format!("credit for call {id}, which sends no stream"))
+        })?;
+        outflow.on_credit(id, grant)?;
+        let producer = state.producer.take();
+        drop(state);
+        if let Some(waker) = producer {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Ends both directions: waiters wake and find the stream over once they took the items
+    /// already delivered (the connection may close right after a call's last items and its
+    /// answer; they still count). The items go with the last holder of the slot.
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        state.closed = true;
+        let wakers = [state.consumer.take(), state.producer.take()];
+        drop(state);
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+
+    /// The consumer's next item, or `Pending` until there is one or the stream ends.
+    pub(crate) fn poll_item(&self, cx: &mut Context<'_>) -> Poll<Taken> {
+        let mut state = self.lock();
+        if let Some(item) = state.queue.pop_front() {
+            let grant = state.inflow.as_mut().and_then(|inflow| inflow.on_taken(item.len()));
+            return Poll::Ready(Taken::Item(item, grant));
+        }
+        if state.closed || state.inflow.as_ref().is_none_or(Inflow::is_ended) {
+            return Poll::Ready(Taken::Ended);
+        }
+        set_waker(&mut state.consumer, cx);
+        Poll::Pending
+    }
+
+    /// Whether an item may be sent now (`true`), or the stream is over (`false`); `Pending`
+    /// until one of them is so.
+    pub(crate) fn poll_credit(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut state = self.lock();
+        if state.closed {
+            return Poll::Ready(false);
+        }
+        if state.outflow.as_ref().is_some_and(Outflow::can_send) {
+            return Poll::Ready(true);
+        }
+        set_waker(&mut state.producer, cx);
+        Poll::Pending
+    }
+
+    /// `Ready` once the stream is closed; otherwise registers the producer to be woken then.
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if state.closed {
+            return Poll::Ready(());
+        }
+        set_waker(&mut state.producer, cx);
+        Poll::Pending
+    }
+
+    /// An item of `len` body bytes was sent.
+    pub(crate) fn sent(&self, len: usize) {
+        if let Some(outflow) = self.lock().outflow.as_mut() {
+            outflow.sent(len);
+        }
+    }
+}
+
+fn not_receiving(id: u64) -> Error {
+    Error::Protocol(format!("a stream item or end for call {id}, which takes none"))
+}
+
+fn set_waker(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(waker) if waker.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
