@@ -154,6 +154,11 @@ impl Calls {
         Ok(Some(Registered { id, concurrent: before > 0 }))
     }
 
+    /// Whether the connection is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Waits until a slot may be free or `deadline` passes (`false`). Callers that find no
     /// slot in [`Calls::register`] wait here; a slot freed at any moment after `register`
     /// failed wakes them, as does the connection closing.

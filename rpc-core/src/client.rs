@@ -1,5 +1,6 @@
 //! The client: one connection, many concurrent calls matched to responses by request id.
 
+use std::borrow::Cow;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
@@ -17,9 +18,10 @@ use crate::net::Stream;
 use crate::proto::client::{self as proto, Event};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::NO_DEADLINE;
+use crate::service::ONEWAY_ID;
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
-use crate::{Code, Endpoint, Error, Keepalive, ToEndpoint, frame};
+use crate::{Code, Endpoint, Error, Keepalive, Metadata, ToEndpoint, TraceContext, frame};
 
 /// How a [`Client`] connects and calls. Every field has a safe default.
 #[derive(Debug, Clone)]
@@ -61,6 +63,8 @@ impl Default for ClientConfig {
 pub struct Client {
     handle: Arc<Handle>,
     timeout: Duration,
+    /// Sent with every call of this handle; `None` (the default) sends plain requests.
+    metadata: Option<Arc<Metadata>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -131,13 +135,63 @@ impl Client {
             watched.calls.watchdog(|id| watched.cancel(id)).await;
         });
         spawn_logged("client reader", read_loop(shared.clone(), stream, reader));
-        Ok(Client { handle: Arc::new(Handle { shared }), timeout: config.call_timeout })
+        let handle = Arc::new(Handle { shared });
+        Ok(Client { handle, timeout: config.call_timeout, metadata: None })
     }
 
     /// A handle on the same connection whose calls have deadline `timeout`; one too large to
     /// be a point in time (such as `Duration::MAX`) means no deadline.
     pub fn with_timeout(&self, timeout: Duration) -> Client {
-        Client { handle: self.handle.clone(), timeout }
+        Client { timeout, ..self.clone() }
+    }
+
+    /// A handle on the same connection whose calls carry `metadata` (replacing this
+    /// handle's), such as an authentication token; see [`Metadata`] for its limits.
+    pub fn with_metadata(&self, metadata: Metadata) -> Client {
+        let metadata = (!metadata.is_empty()).then(|| Arc::new(metadata));
+        Client { metadata, ..self.clone() }
+    }
+
+    /// The metadata this handle sends with each call.
+    pub fn metadata(&self) -> &Metadata {
+        self.metadata.as_deref().unwrap_or(Metadata::empty())
+    }
+
+    /// Sends a one-way call of `method` with the encoded argument tuple `args`: returns once
+    /// the request is handed to the connection (written, or queued behind other writes), and
+    /// no reply ever comes. The handle's timeout goes along as the call's budget, after which
+    /// the server stops the call; whether the call ran, and how it ended, the caller never
+    /// learns. Errors are local only: the connection is closed, or the arguments or metadata
+    /// could not be encoded.
+    pub async fn call_oneway<A: Serialize + ?Sized>(
+        &self,
+        method: u32,
+        args: &A,
+    ) -> Result<(), Error> {
+        let shared = &self.handle.shared;
+        let deadline = Instant::now().checked_add(self.timeout);
+        let budget_us = budget_us(deadline, self.timeout);
+        let metadata = self.call_metadata()?;
+        let span =
+            tracing::debug_span!("rpc.oneway", method = method, trace_id = tracing::field::Empty);
+        record_trace(&span, metadata.as_deref());
+        let _entered = span.enter();
+        if shared.calls.is_closed() {
+            return Err(Error::ConnectionClosed);
+        }
+        let header = request_header(ONEWAY_ID, method, budget_us, metadata.as_deref());
+        shared.outbox.send(&header, wire::body(args))
+    }
+
+    /// The metadata of one call: this handle's, plus a child `traceparent` when the task is
+    /// in a trace ([`trace::in_trace`](crate::trace::in_trace)). `None` when there is none.
+    fn call_metadata(&self) -> Result<Option<Cow<'_, Metadata>>, Error> {
+        let Some(parent) = crate::trace::current() else {
+            return Ok(self.metadata.as_deref().map(Cow::Borrowed));
+        };
+        let mut metadata = self.metadata.as_deref().cloned().unwrap_or_default();
+        metadata.insert(crate::trace::TRACEPARENT, parent.child().to_string())?;
+        Ok(Some(Cow::Owned(metadata)))
     }
 
     /// The deadline this handle gives each call.
@@ -160,7 +214,12 @@ impl Client {
         R: DeserializeOwned,
     {
         let deadline = Instant::now().checked_add(self.timeout);
-        match self.call_raw(method, args, deadline).await {
+        let metadata = self.call_metadata()?;
+        let span =
+            tracing::debug_span!("rpc.call", method = method, trace_id = tracing::field::Empty);
+        record_trace(&span, metadata.as_deref());
+        let call = self.call_raw(method, args, deadline, metadata.as_deref());
+        match tracing::Instrument::instrument(call, span).await {
             Ok(body) => wire::decode_body(&body).map_err(Error::Decode),
             // The server may notice the deadline a moment before we do; it is the same event.
             Err(
@@ -175,6 +234,7 @@ impl Client {
         method: u32,
         args: &A,
         deadline: Option<Instant>,
+        metadata: Option<&Metadata>,
     ) -> Result<Bytes, Error> {
         let shared = &self.handle.shared;
         // The budget sent is the time left: the whole timeout, less any wait for a slot.
@@ -196,12 +256,7 @@ impl Client {
         };
         // From here on, dropping this future removes the call and, once sent, cancels it.
         let mut guard = CallGuard { shared, id, sent: false, removed: false };
-        let budget_us = match deadline {
-            // The largest budget means none at all; a smaller one that large would not end.
-            Some(_) => u64::try_from(budget.as_micros()).unwrap_or(NO_DEADLINE),
-            None => NO_DEADLINE,
-        };
-        let request = Header::Request { id, method, budget_us };
+        let request = request_header(id, method, budget_us(deadline, budget), metadata);
         // Whether this is still the poll that registered the call. The wake for the result
         // is then still to come, to the waker the call was registered with, which is this
         // poll's: the first wait needs no lookup.
@@ -233,6 +288,41 @@ impl Client {
             result
         })
         .await
+    }
+}
+
+/// The budget to send for a call with `deadline`, `budget` from now.
+fn budget_us(deadline: Option<Instant>, budget: Duration) -> u64 {
+    match deadline {
+        // The largest budget means none at all; a smaller one that large would not end.
+        Some(_) => u64::try_from(budget.as_micros()).unwrap_or(NO_DEADLINE),
+        None => NO_DEADLINE,
+    }
+}
+
+/// A plain Request, or a RequestMeta when there is metadata to send.
+fn request_header<'a>(
+    id: u64,
+    method: u32,
+    budget_us: u64,
+    metadata: Option<&'a Metadata>,
+) -> Header<'a> {
+    match metadata {
+        None => Header::Request { id, method, budget_us },
+        Some(metadata) => {
+            Header::RequestMeta { id, method, budget_us, metadata: Cow::Borrowed(metadata) }
+        }
+    }
+}
+
+/// Records the trace id of the call's `traceparent`, if any, on its span.
+fn record_trace(span: &tracing::Span, metadata: Option<&Metadata>) {
+    if span.is_disabled() {
+        return;
+    }
+    let trace = metadata.and_then(|m| m.get_str(crate::trace::TRACEPARENT));
+    if let Some(trace) = trace.and_then(TraceContext::parse) {
+        span.record("trace_id", trace.trace_id_hex());
     }
 }
 

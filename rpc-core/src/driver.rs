@@ -19,13 +19,15 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::codec::CodecError;
 use crate::config::Authorizer;
 use crate::conn::{self, Outbox};
+use crate::layer::{self, CallInfo, Chain, Observer, Outcome};
 use crate::net::{Peer, Stream};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::{self, ServerConn, Step};
-use crate::service::{DispatchError, Responder, Service, Sink};
+use crate::router::Router;
+use crate::service::{DispatchError, ONEWAY_ID, Responder, Sink};
 use crate::task::{CatchUnwind, panic_message};
 use crate::wire::{self, Header};
-use crate::{Code, Error, ServerConfig};
+use crate::{Code, Error, Metadata, ServerConfig, TraceContext};
 
 /// Answers a connection over the limit with an `Overloaded` Close frame.
 pub(crate) async fn refuse(stream: Stream, limit: usize) {
@@ -64,8 +66,9 @@ async fn discard_until_closed(stream: &Stream, limit: Duration) {
 }
 
 /// Serves one connection from hello to close.
-pub(crate) async fn serve_conn<S: Service>(
-    service: Arc<S>,
+pub(crate) async fn serve_conn(
+    router: Arc<Router>,
+    chain: Option<Chain>,
     stream: Stream,
     config: Arc<ServerConfig>,
     authorize: Option<Authorizer>,
@@ -117,7 +120,8 @@ pub(crate) async fn serve_conn<S: Service>(
     // would close the outbox, so the writer would hold the socket open forever).
     let writer = AbortOnDropHandle::new(tokio::spawn(outbox.clone().run_writer()));
     let mut driver = Driver {
-        service,
+        router,
+        chain,
         sink: Arc::new(ConnSink { outbox: outbox.clone(), peer: peer.clone() }),
         proto: ServerConn::new(config.max_in_flight),
         handlers: JoinSet::new(),
@@ -190,8 +194,10 @@ impl Sink for ConnSink {
 }
 
 /// The I/O state of a running server connection; the protocol state is in `proto`.
-struct Driver<S> {
-    service: Arc<S>,
+struct Driver {
+    router: Arc<Router>,
+    /// The interceptors; `None` when there are none, so calls then pay nothing for them.
+    chain: Option<Chain>,
     sink: Arc<ConnSink>,
     proto: ServerConn<Id>,
     /// Calls running on their own task; each returns nothing, and is known by its task id.
@@ -199,7 +205,7 @@ struct Driver<S> {
     tasks: HashMap<Id, AbortHandle>,
 }
 
-impl<S: Service> Driver<S> {
+impl Driver {
     async fn run(
         &mut self,
         stream: &Stream,
@@ -296,11 +302,15 @@ impl<S: Service> Driver<S> {
     fn handle(&mut self, frame: &[u8], arrived: &mut Option<Instant>) -> Result<Option<()>, Error> {
         match self.proto.on_frame(frame)? {
             Step::Wait => return Ok(None),
-            Step::Call { id, method, budget, body } => {
+            Step::Call { id, method, budget, body, metadata } => {
                 let arrived = *arrived.get_or_insert_with(Instant::now);
-                self.start(id, method, budget.and_then(|b| arrived.checked_add(b)), body);
+                let deadline = budget.and_then(|b| arrived.checked_add(b));
+                self.start(id, method, deadline, body, metadata.map(Arc::new))?;
             }
             Step::Refuse { id, code, message } => self.sink.outbox.fail_call(id, code, &message),
+            Step::Dropped { code, message } => {
+                tracing::debug!(%code, %message, "one-way request dropped");
+            }
             Step::Abort(task) => {
                 if let Some(handle) = self.tasks.remove(&task) {
                     handle.abort();
@@ -314,37 +324,133 @@ impl<S: Service> Driver<S> {
         Ok(Some(()))
     }
 
-    /// Starts one call: decode, run it inline until it first waits, then on its own task.
-    /// `deadline` is `None` for a call without one.
-    fn start(&mut self, id: u64, method: u32, deadline: Option<Instant>, body: &[u8]) {
-        let service = self.service.name();
-        let name = self.service.method_name(method).unwrap_or("?");
-        let span = tracing::debug_span!("call", service, method = name, id, peer = %self.sink.peer);
+    /// Starts one call: route, intercept, decode, run it inline until it first waits, then on
+    /// its own task. `deadline` is `None` for a call without one. An error breaks the
+    /// protocol (a one-way mismatch).
+    fn start(
+        &mut self,
+        id: u64,
+        method: u32,
+        deadline: Option<Instant>,
+        body: &[u8],
+        metadata: Option<Arc<Metadata>>,
+    ) -> Result<(), Error> {
+        let outbox = &self.sink.outbox;
+        let Some((service, name)) =
+            self.router.route(method).and_then(|s| Some((s, s.method_name(method)?)))
+        else {
+            let message = if self.router.is_single() {
+                let service = self.router.names();
+                format!("{service} has no method with id {method:#010x}")
+            } else {
+                let services = self.router.names();
+                format!("unknown method: no service here ({services}) has method id {method:#010x}")
+            };
+            if id == ONEWAY_ID {
+                tracing::debug!(%message, "one-way request dropped");
+            } else {
+                outbox.fail_call(id, Code::UnknownMethod, &message);
+            }
+            return Ok(());
+        };
+        let service_name = service.name();
+        server::check_oneway(id, service.is_oneway(method), service_name, name)?;
+        let trace = metadata
+            .as_deref()
+            .and_then(|m| m.get_str(crate::trace::TRACEPARENT))
+            .and_then(TraceContext::parse);
+        let span = tracing::debug_span!(
+            "call",
+            service = service_name,
+            method = name,
+            id,
+            peer = %self.sink.peer,
+            trace_id = tracing::field::Empty,
+        );
+        if let Some(trace) = &trace
+            && !span.is_disabled()
+        {
+            span.record("trace_id", trace.trace_id_hex());
+        }
         let _entered = span.enter();
+        let observer = match &self.chain {
+            None => None,
+            Some(chain) => {
+                let info = CallInfo {
+                    service: service_name,
+                    method: name,
+                    method_id: method,
+                    metadata: metadata.as_deref().unwrap_or(Metadata::empty()),
+                    peer: &self.sink.peer,
+                    deadline,
+                    oneway: id == ONEWAY_ID,
+                };
+                match layer::before(chain, &info) {
+                    Ok(observer) => Some(observer),
+                    Err(rejection) => {
+                        if id != ONEWAY_ID {
+                            outbox.fail_call(id, rejection.code, &rejection.message);
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        };
         let sink: Arc<dyn Sink> = self.sink.clone();
-        let reply = Responder::new(sink, id, deadline.unwrap_or_else(far_future));
+        let reply = Responder::new(sink, id, deadline.unwrap_or_else(far_future), metadata);
         // A hand-written Service may panic while decoding; that fails this call only.
         let dispatched =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.service.call(method, body, reply)));
-        let outbox = &self.sink.outbox;
+            std::panic::catch_unwind(AssertUnwindSafe(|| service.call(method, body, reply)));
+        let (service, name) = (service_name, name);
+        let fail = |observer: Option<Observer>, code: Code, message: &str| {
+            if let Some(observer) = observer {
+                observer.end(Outcome::Failed(code));
+            }
+            if id != ONEWAY_ID {
+                outbox.fail_call(id, code, message);
+            }
+        };
         let future = match dispatched {
             Ok(Ok(future)) => future,
             Ok(Err(DispatchError::UnknownMethod)) => {
                 let message = format!("{service} has no method with id {method:#010x}");
-                return outbox.fail_call(id, Code::UnknownMethod, &message);
+                fail(observer, Code::UnknownMethod, &message);
+                return Ok(());
             }
             Ok(Err(DispatchError::BadRequest(why))) => {
                 let message = format!("bad arguments for {service}.{name}: {why}");
-                return outbox.fail_call(id, Code::BadRequest, &message);
+                fail(observer, Code::BadRequest, &message);
+                return Ok(());
             }
-            Err(panic) => return panicked(outbox, id, service, name, &panic_message(&*panic)),
+            Err(panic) => {
+                let panic = panic_message(&*panic);
+                tracing::error!(service, method = name, id, panic, "handler panicked");
+                fail(
+                    observer,
+                    Code::HandlerPanicked,
+                    &format!("handler {service}.{name} panicked: {panic}"),
+                );
+                return Ok(());
+            }
+        };
+        // A call in a trace runs in it, so the calls it makes carry the trace on.
+        let future = match trace {
+            Some(trace) => Box::pin(crate::trace::scope(trace, future)),
+            None => future,
         };
         let mut call = CatchUnwind(future);
         // Most handlers finish without waiting: run them here and skip the spawn. One that
         // waits re-registers its waker when the spawned task polls it again.
         match Pin::new(&mut call).poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => return,
-            Poll::Ready(Err(panic)) => return panicked(outbox, id, service, name, &panic),
+            Poll::Ready(Ok(())) => {
+                end(observer, Outcome::Returned);
+                return Ok(());
+            }
+            Poll::Ready(Err(panic)) => {
+                end(observer, Outcome::Failed(Code::HandlerPanicked));
+                panicked(outbox, id, service, name, &panic);
+                return Ok(());
+            }
             Poll::Pending => {}
         }
         let outbox = outbox.clone();
@@ -354,17 +460,34 @@ impl<S: Service> Driver<S> {
                 Some(deadline) => tokio::time::timeout_at(deadline, call).await,
                 None => Ok(call.await),
             };
-            match finished {
-                Ok(Ok(())) => {}
-                Ok(Err(panic)) => panicked(&outbox, id, service, name, &panic),
+            let outcome = match finished {
+                Ok(Ok(())) => Outcome::Returned,
+                Ok(Err(panic)) => {
+                    panicked(&outbox, id, service, name, &panic);
+                    Outcome::Failed(Code::HandlerPanicked)
+                }
                 Err(_) => {
                     let message = format!("{service}.{name} did not finish within its deadline");
-                    outbox.fail_call(id, Code::DeadlineExceeded, &message);
+                    if id == ONEWAY_ID {
+                        tracing::debug!(%message, "one-way call stopped");
+                    } else {
+                        outbox.fail_call(id, Code::DeadlineExceeded, &message);
+                    }
+                    Outcome::Failed(Code::DeadlineExceeded)
                 }
-            }
+            };
+            end(observer, outcome);
         });
         self.proto.spawned(id, handle.id());
         self.tasks.insert(handle.id(), handle);
+        Ok(())
+    }
+}
+
+/// Tells the interceptors, if any, how a call ended.
+fn end(observer: Option<Observer>, outcome: Outcome) {
+    if let Some(observer) = observer {
+        observer.end(outcome);
     }
 }
 
@@ -375,6 +498,8 @@ fn far_future() -> Instant {
 
 fn panicked(outbox: &Outbox, id: u64, service: &str, method: &str, panic: &str) {
     tracing::error!(service, method, id, panic, "handler panicked");
-    let message = format!("handler {service}.{method} panicked: {panic}");
-    outbox.fail_call(id, Code::HandlerPanicked, &message);
+    if id != ONEWAY_ID {
+        let message = format!("handler {service}.{method} panicked: {panic}");
+        outbox.fail_call(id, Code::HandlerPanicked, &message);
+    }
 }

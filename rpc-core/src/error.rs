@@ -80,6 +80,10 @@ pub enum Error {
     /// The response body does not decode as the method's return type.
     #[error("could not decode the response: {0}")]
     Decode(String),
+    /// A server or call was set up wrongly: two services of one name, a method id in two
+    /// services, metadata over its limits; the message says which.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The server refused or failed the call with a framework error. The message is the
     /// server's, shown with control characters escaped.
     #[error("server error ({code}): {}", Escaped(message))]
@@ -129,6 +133,9 @@ pub enum Code {
     ProtocolViolation,
     /// The server could not encode the handler's return value (its `Serialize` failed).
     EncodeFailed,
+    /// The request's metadata breaks a limit (entry count, key or value size, key
+    /// characters); see [`Metadata`](crate::Metadata).
+    BadMetadata,
     /// A code this version does not know.
     Other(u32),
 }
@@ -149,6 +156,7 @@ impl Code {
             Code::VersionMismatch => 10,
             Code::ProtocolViolation => 11,
             Code::EncodeFailed => 12,
+            Code::BadMetadata => 13,
             Code::Other(n) => n,
         }
     }
@@ -168,6 +176,7 @@ impl Code {
             10 => Code::VersionMismatch,
             11 => Code::ProtocolViolation,
             12 => Code::EncodeFailed,
+            13 => Code::BadMetadata,
             n => Code::Other(n),
         }
     }
@@ -188,6 +197,7 @@ impl std::fmt::Display for Code {
             Code::VersionMismatch => "version mismatch",
             Code::ProtocolViolation => "protocol violation",
             Code::EncodeFailed => "encode failed",
+            Code::BadMetadata => "bad metadata",
             Code::Other(n) => return write!(f, "code {n}"),
         };
         f.write_str(name)

@@ -23,7 +23,10 @@
 //! - `client`: [`Client`]: the call path and the connection's reader task.
 //! - `calls`: the client's calls in flight: ids, results, the in-flight limit, deadlines.
 //! - `config`: [`ServerConfig`].
-//! - `server`: [`Server`]: accept loop, graceful shutdown.
+//! - `server`: [`Server`] and [`ServerBuilder`]: listeners, accept loops, graceful shutdown
+//!   ([`ShutdownHandle`]).
+//! - `router`: which of a server's services has a method id.
+//! - `layer`: [`Interceptor`]s, which see every call before dispatch and its outcome after.
 //! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
@@ -31,6 +34,8 @@
 //!
 //! The contract with generated code:
 //! - `context`: [`Context`], what a handler knows about its call.
+//! - `metadata`: [`Metadata`], the key → value entries a request may carry.
+//! - `trace`: W3C trace context ([`TraceContext`]) carried in metadata.
 //! - `service`: [`Service`], the contract generated code implements.
 //! - `error`: [`Error`] and the wire error [`Code`]s.
 //! - `ratelimit`: one log line per period for warnings that repeat.
@@ -49,13 +54,17 @@ mod endpoint;
 mod error;
 mod fdlimit;
 mod frame;
+mod layer;
+pub mod metadata;
 mod net;
 mod proto;
 mod ratelimit;
+mod router;
 mod server;
 mod service;
 mod sockfile;
 mod task;
+pub mod trace;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod wire;
@@ -68,10 +77,13 @@ pub use context::Context;
 pub use endpoint::{Endpoint, ToEndpoint};
 pub use error::{Code, Error};
 pub use frame::DEFAULT_MAX_FRAME;
+pub use layer::{CallInfo, Interceptor, Outcome, Rejection};
+pub use metadata::Metadata;
 pub use net::{Keepalive, Peer};
 pub use rpc_macros::service;
-pub use server::Server;
+pub use server::{Server, ServerBuilder, ShutdownHandle};
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+pub use trace::TraceContext;
 
 #[cfg(feature = "internals")]
 #[doc(hidden)]
@@ -83,4 +95,5 @@ pub mod __private {
     pub use crate::service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
     pub use std::boxed::Box;
     pub use std::sync::Arc;
+    pub use std::vec::Vec;
 }

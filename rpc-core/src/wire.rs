@@ -11,6 +11,7 @@
 //!   Cancel   { id }
 //!   GoAway   { last_id }
 //!   Close    { code, message }
+//!   RequestMeta { id, method, budget_us, metadata } ++ bincode(argument tuple)
 //! ```
 //!
 //! The first frame in each direction is a [`Hello`] instead.
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
 use crate::frame::Building;
+use crate::metadata::{MAX_ENTRIES, Metadata};
 use crate::{Code, Error};
 
 /// The four bytes that open every hello: "RPC" and a zero byte.
@@ -88,6 +90,18 @@ pub enum Header<'a> {
         code: u32,
         /// A human-readable explanation.
         message: Cow<'a, str>,
+    },
+    /// Client → server: a [`Header::Request`] that carries metadata (tag 6). A request
+    /// without metadata is sent as a plain `Request`, so it pays nothing for this.
+    RequestMeta {
+        /// As in `Request`.
+        id: u64,
+        /// As in `Request`.
+        method: u32,
+        /// As in `Request`.
+        budget_us: u64,
+        /// The entries: bincode's `Vec<(String, Vec<u8>)>`.
+        metadata: Cow<'a, Metadata>,
     },
 }
 
@@ -239,6 +253,18 @@ impl Header<'_> {
                 put_varint(buf, u64::from(*code));
                 put_str(buf, message);
             }
+            Header::RequestMeta { id, method, budget_us, metadata } => {
+                put_varint(buf, 6);
+                put_varint(buf, *id);
+                put_varint(buf, u64::from(*method));
+                put_varint(buf, *budget_us);
+                put_varint(buf, metadata.len() as u64);
+                for (key, value) in metadata.iter() {
+                    put_str(buf, key);
+                    put_varint(buf, value.len() as u64);
+                    buf.put_slice(value);
+                }
+            }
         }
     }
 
@@ -250,6 +276,12 @@ impl Header<'_> {
             3 => Header::Cancel { id: at.u64()? },
             4 => Header::GoAway { last_id: at.u64()? },
             5 => Header::Close { code: at.u32()?, message: at.message()? },
+            6 => Header::RequestMeta {
+                id: at.u64()?,
+                method: at.u32()?,
+                budget_us: at.u64()?,
+                metadata: Cow::Owned(at.metadata()?),
+            },
             tag => return Err(format!("unknown message type {tag}")),
         })
     }
@@ -325,16 +357,39 @@ impl Cursor<'_> {
     }
 
     fn string(&mut self) -> Result<Cow<'static, str>, String> {
+        let bytes = self.byte_slice("a string")?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|e| format!("a string that is not UTF-8: {e}"))?;
+        Ok(Cow::Owned(text.to_owned()))
+    }
+
+    /// A length-prefixed run of bytes, borrowed from the payload.
+    fn byte_slice(&mut self, what: &str) -> Result<&[u8], String> {
         let len = self.u64()?;
         let rest = &self.bytes[self.at..];
         let bytes = usize::try_from(len)
             .ok()
             .and_then(|len| rest.get(..len))
-            .ok_or_else(|| format!("a string of {len} bytes with {} left", rest.len()))?;
-        let text =
-            std::str::from_utf8(bytes).map_err(|e| format!("a string that is not UTF-8: {e}"))?;
+            .ok_or_else(|| format!("{what} of {len} bytes with {} left", rest.len()))?;
         self.at += bytes.len();
-        Ok(Cow::Owned(text.to_owned()))
+        Ok(bytes)
+    }
+
+    /// A request's metadata. More than [`MAX_ENTRIES`] entries are refused here, before any
+    /// is kept: the only limit that breaks the protocol (the others fail the one call), so
+    /// that a frame of many empty entries cannot make us hold many.
+    fn metadata(&mut self) -> Result<Metadata, String> {
+        let count = self.u64()?;
+        if count > MAX_ENTRIES as u64 {
+            return Err(format!("metadata of {count} entries exceeds the limit of {MAX_ENTRIES}"));
+        }
+        let mut entries = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let key = self.string()?.into_owned();
+            let value = self.byte_slice("a metadata value")?.to_vec();
+            entries.push((key, value));
+        }
+        Ok(Metadata::from_wire(entries))
     }
 }
 

@@ -142,6 +142,12 @@ fn client(service: &Service<'_>) -> TokenStream {
                 Self { client: self.client.with_timeout(timeout) }
             }
 
+            /// A handle on the same connection whose calls carry `metadata` (such as an
+            /// authentication token), replacing this handle's.
+            #vis fn with_metadata(&self, metadata: ::rpc_core::Metadata) -> Self {
+                Self { client: self.client.with_metadata(metadata) }
+            }
+
             /// The underlying connection.
             #vis fn client(&self) -> &::rpc_core::Client {
                 &self.client
@@ -174,7 +180,13 @@ fn client_method(service: &Service<'_>, method: &Method<'_>) -> TokenStream {
     let (inputs, output_span) = wire_spans(method);
     // Spanned on the user's tokens, so that "`T: Serialize` is not satisfied" points at them.
     let call = Ident::new("call", output_span);
-    let call = quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#names,)*)).await);
+    let call = match method.options.oneway {
+        Some(_) => {
+            let call = Ident::new("call_oneway", output_span);
+            quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#names,)*)).await)
+        }
+        None => quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#names,)*)).await),
+    };
     quote! {
         #(#cfgs)*
         #docs
@@ -211,6 +223,23 @@ fn server(service: &Service<'_>) -> TokenStream {
         }
     });
     let arms = service.methods.iter().map(|method| server_arm(service, method, &s));
+    let listed = service.methods.iter().map(|method| {
+        let cfgs = attrs_of(&method.item.attrs, "cfg");
+        let id = format_ident!("{}", method_id::const_name(method));
+        let method_name = &method.name;
+        quote! {
+            #(#cfgs)*
+            methods.push((#client::#id, #method_name));
+        }
+    });
+    let oneway = service.methods.iter().filter(|m| m.options.oneway.is_some()).map(|method| {
+        let cfgs = attrs_of(&method.item.attrs, "cfg");
+        let id = format_ident!("{}", method_id::const_name(method));
+        quote! {
+            #(#cfgs)*
+            #client::#id => true,
+        }
+    });
     quote! {
         #[doc = #doc]
         // A program that only calls never constructs the server.
@@ -260,6 +289,22 @@ fn server(service: &Service<'_>) -> TokenStream {
                 match method {
                     #(#names)*
                     _ => ::core::option::Option::None,
+                }
+            }
+
+            fn methods(
+                &self,
+            ) -> ::rpc_core::__private::Vec<(::core::primitive::u32, &'static ::core::primitive::str)> {
+                let mut methods = ::rpc_core::__private::Vec::new();
+                #(#listed)*
+                methods
+            }
+
+            fn is_oneway(&self, method: ::core::primitive::u32) -> ::core::primitive::bool {
+                #[allow(clippy::match_single_binding)]
+                match method {
+                    #(#oneway)*
+                    _ => false,
                 }
             }
 

@@ -30,7 +30,7 @@ pub(crate) fn on_frame(payload: &[u8]) -> Result<Event, Error> {
         Header::Close { code, message } => {
             Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() })
         }
-        Header::Request { .. } | Header::Cancel { .. } => {
+        Header::Request { .. } | Header::RequestMeta { .. } | Header::Cancel { .. } => {
             Err(Error::Protocol("the server sent a client-only message".to_owned()))
         }
     }
