@@ -29,7 +29,8 @@
 //! - `layer`: [`Interceptor`]s, which see every call before dispatch and its outcome after.
 //! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
-//! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
+//! - `driver`: one server connection: hello, request loop, cancel, backpressure; its
+//!   `dispatch` starts each call (route, one-way check, interceptors, inline run).
 //! - `task`: tasks whose panics are reported.
 //!
 //! The contract with generated code:
@@ -84,6 +85,7 @@ pub use rpc_macros::service;
 pub use server::{Server, ServerBuilder, ShutdownHandle};
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
 pub use trace::TraceContext;
+pub use wire::MIN_MAX_FRAME;
 
 #[cfg(feature = "internals")]
 #[doc(hidden)]

@@ -150,7 +150,8 @@ fn check_oneway(method: &Method<'_>, errors: &mut Errors) {
         errors.push_span(
             output,
             format!(
-                "a `#[rpc(oneway)]` method returns nothing: its caller gets no reply; remove                  the return type of `{}`, or remove `oneway` to get one",
+                "a `#[rpc(oneway)]` method returns nothing: its caller gets no reply; remove \
+                 the return type of `{}`, or remove `oneway` to get one",
                 method.name
             ),
         );
@@ -158,7 +159,8 @@ fn check_oneway(method: &Method<'_>, errors: &mut Errors) {
     if let Some(idempotent) = method.options.idempotent {
         errors.push_span(
             idempotent,
-            "`idempotent` and `oneway` do not go together: a one-way call is never sent again,              as its caller never learns whether it arrived; remove one",
+            "`idempotent` and `oneway` do not go together: a one-way call is never sent again, \
+             as its caller never learns whether it arrived; remove one",
         );
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rpc_core::Endpoint;
-use rpc_examples::{CalculatorClient, Call};
+use rpc_examples::{CalculatorClient, Call, Report, StatsClient};
 
 /// Calls a calculator server once and prints the result on stdout.
 ///
@@ -13,7 +13,8 @@ use rpc_examples::{CalculatorClient, Call};
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "Example: calculator-client --connect tcp://127.0.0.1:7878 add 2 3"
+    after_help = "Examples:\n  calculator-client --connect tcp://127.0.0.1:7878 add 2 3\n  \
+                  calculator-client --connect tcp://127.0.0.1:7878 stats"
 )]
 struct Args {
     /// The server's endpoint.
@@ -24,7 +25,20 @@ struct Args {
     )]
     connect: Endpoint,
     #[command(subcommand)]
-    call: Call,
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Call(Call),
+    /// Prints the server's statistics: calls served per method since start, uptime
+    Stats,
+    /// Sends LINE to the server's log, one-way: returns once sent, no reply
+    Log {
+        /// The line to log
+        line: String,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -32,25 +46,60 @@ async fn main() -> ExitCode {
     rpc_examples::init_tracing("warn");
     // Usage errors (unknown method, wrong number of arguments) exit here with status 2.
     let args = Args::parse();
-    let calc = match CalculatorClient::connect(&args.connect).await {
-        Ok(calc) => calc,
+    let client = match rpc_core::Client::connect(&args.connect).await {
+        Ok(client) => client,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    match args.call.run(&calc).await {
+    let call = match args.command {
+        Command::Call(call) => call,
+        Command::Stats => return report(StatsClient::new(client).stats().await),
+        Command::Log { line } => return report(StatsClient::new(client).log(line).await),
+    };
+    let calc = CalculatorClient::new(client);
+    match call.run(&calc).await {
         Ok(Ok(value)) => {
             println!("{value}");
             ExitCode::SUCCESS
         }
         Ok(Err(refused)) => {
-            eprintln!("error: {}: {refused}", args.call);
+            eprintln!("error: {call}: {refused}");
             ExitCode::from(1)
         }
         Err(failed) => {
-            eprintln!("error: {}: {failed}", args.call);
+            eprintln!("error: {call}: {failed}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints a Stats call's outcome: the report (nothing for `log`), or the error with status 2.
+fn report<T: Printed>(outcome: Result<T, rpc_core::Error>) -> ExitCode {
+    match outcome {
+        Ok(value) => {
+            value.print();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What a Stats command prints on success.
+trait Printed {
+    fn print(&self);
+}
+
+impl Printed for Report {
+    fn print(&self) {
+        println!("{self}");
+    }
+}
+
+impl Printed for () {
+    fn print(&self) {}
 }
