@@ -25,6 +25,14 @@ fn header() -> impl Strategy<Value = Header<'static>> {
         (int(), int(), ".{0,40}").prop_map(|(id, code, message)| {
             Header::Failure { id, code: code as u32, message: Cow::Owned(message) }
         }),
+        (int(), int(), int(), metadata()).prop_map(|(id, method, budget_us, metadata)| {
+            Header::RequestMeta {
+                id,
+                method: method as u32,
+                budget_us,
+                metadata: Cow::Owned(metadata),
+            }
+        }),
         int().prop_map(|id| Header::Cancel { id }),
         int().prop_map(|last_id| Header::GoAway { last_id }),
         // At most 4 bytes a character: within the limit; longer ones are cut when decoded.
@@ -33,6 +41,18 @@ fn header() -> impl Strategy<Value = Header<'static>> {
             message: Cow::Owned(message)
         }),
     ]
+}
+
+/// Metadata within its limits: a few entries of short keys and values of any bytes.
+fn metadata() -> impl Strategy<Value = rpc_core::Metadata> {
+    let entry = ("[a-z0-9._-]{1,12}", proptest::collection::vec(any::<u8>(), 0..40));
+    proptest::collection::vec(entry, 0..5).prop_map(|entries| {
+        let mut metadata = rpc_core::Metadata::new();
+        for (key, value) in entries {
+            metadata.insert(&key, value).expect("within the limits");
+        }
+        metadata
+    })
 }
 
 /// A header and the body bytes that follow it (any bytes: the header does not know its body).
@@ -259,6 +279,15 @@ fn a_huge_declared_string_length_is_a_decode_error_not_an_allocation() {
     assert_eq!(fuzz::decode_body::<String>(&frame[4 + at..]).unwrap(), text);
 }
 
+/// Metadata as a tracing client sends it.
+fn seed_metadata() -> rpc_core::Metadata {
+    let mut metadata = rpc_core::Metadata::new();
+    metadata.insert("authorization", "Bearer t0ken").unwrap();
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    metadata.insert("traceparent", trace).unwrap();
+    metadata
+}
+
 /// The seed inputs of each fuzz target: valid streams of what its side reads.
 fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let hello = fuzz::encode_hello(DEFAULT_MAX_FRAME);
@@ -276,6 +305,23 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             cat(&[hello.clone(), add, echo, msg(Header::Cancel { id: 2 }, &[]), close.clone()]),
         ),
         ("server_reads", "seed-too-long", cat(&[hello.clone(), vec![0xFF; 4]])),
+        (
+            "server_reads",
+            "seed-metadata-and-one-way",
+            cat(&[
+                hello.clone(),
+                msg(
+                    Header::RequestMeta {
+                        id: 3,
+                        method: 0xDEAD_BEEF,
+                        budget_us: 30_000_000,
+                        metadata: Cow::Owned(seed_metadata()),
+                    },
+                    &[4, 6],
+                ),
+                msg(Header::Request { id: 0, method: 1, budget_us: u64::MAX }, &[2, b'h', b'i']),
+            ]),
+        ),
         ("client_reads", "seed-hello", hello.clone()),
         (
             "client_reads",
