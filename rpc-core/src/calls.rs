@@ -269,9 +269,14 @@ impl Calls {
         let mut wakers = Vec::new();
         for k in 0..SHARDS {
             let mut shard = self.lock_shard(k);
-            let started = match shard.refused.replace(Refusal::Closed) {
+            // After a GoAway, later callers keep hearing that the server went away, which
+            // says more than that the connection closed.
+            let started = match shard.refused {
                 Some(Refusal::GoingAway { last_id }) => last_id,
-                _ => u64::MAX,
+                _ => {
+                    shard.refused = Some(Refusal::Closed);
+                    u64::MAX
+                }
             };
             for (&id, slot) in shard.pending.iter_mut() {
                 if let Slot::Waiting { waker, .. } = slot {

@@ -385,7 +385,7 @@ async fn handshake(
     // A server that refuses us may close before our hello is written; its Close frame can
     // still be waiting to be read, and says more than the write error.
     let written = conn::write_all(&stream, hello).await;
-    let mut reader = FrameReader::new(max_frame);
+    let mut reader = FrameReader::new(wire::MAX_HELLO);
     let first = match next_frame(&stream, &mut reader).await {
         Ok(Some(first)) => first,
         Ok(None) => return Err(written.err().map_or(Error::ConnectionClosed, Error::Io)),
@@ -394,6 +394,7 @@ async fn handshake(
     // A refusal (a Close in place of the hello) says more than the write error.
     let peer_max = proto::on_server_hello(&first)?;
     written?;
+    reader.set_max_frame(max_frame);
     Ok((stream, reader, peer_max))
 }
 

@@ -15,9 +15,18 @@ pub struct ServerConfig {
     pub max_frame: usize,
     /// Time a new connection has to send its hello. Default: 10 s.
     pub handshake_timeout: Duration,
-    /// A connection with no call in flight for this long is closed with a Close frame naming
-    /// the reason. Default: 60 s.
+    /// A connection with no call in flight for this long is closed: GoAway (so the client knows
+    /// nothing it sent since has started), then a Close with code 16 (idle) naming the time.
+    /// Default: 60 s.
     pub idle_timeout: Duration,
+    /// Time a frame has, once its first bytes arrived, for the rest to arrive; a peer that
+    /// takes longer gets a Close with code 11. Default: 30 s.
+    pub frame_timeout: Duration,
+    /// Bytes that read buffers and queued answers of all connections of the process may hold
+    /// together; a connection that would need more is closed with an `Overloaded` Close.
+    /// Process-wide: the last server bound sets it. Default:
+    /// [`DEFAULT_BUFFER_BUDGET`](crate::DEFAULT_BUFFER_BUDGET) (256 MiB).
+    pub buffer_budget: usize,
     /// Time in-flight calls get to finish after shutdown starts. Default: 30 s.
     pub shutdown_grace: Duration,
     /// Connections served at once; more are answered with an `Overloaded` Close frame.
@@ -42,6 +51,8 @@ impl Default for ServerConfig {
             max_frame: frame::DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(30),
+            buffer_budget: crate::DEFAULT_BUFFER_BUDGET,
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
             max_in_flight: 256,

@@ -79,7 +79,9 @@ pub(crate) async fn serve_conn(
         return send_close(&stream, Code::Unauthorized, &message).await;
     }
     let stream = Arc::new(stream);
-    let mut reader = FrameReader::new(config.max_frame);
+    // The hello is small: a longer first frame (an HTTP request, a TLS hello, junk) is refused
+    // from its length, before its bytes are buffered.
+    let mut reader = FrameReader::new(wire::MAX_HELLO);
     let handshake = async {
         let mut hello = BytesMut::new();
         wire::encode_hello(&mut hello, config.max_frame);
@@ -109,6 +111,7 @@ pub(crate) async fn serve_conn(
             return send_close(&stream, Code::ProtocolViolation, &message).await;
         }
     };
+    reader.set_max_frame(config.max_frame);
     tracing::debug!(%peer, "connection open");
     let outbox = Outbox::new(stream.clone(), peer_max);
     // Aborted when this task ends without it: when the server task is aborted (no one else
@@ -122,7 +125,8 @@ pub(crate) async fn serve_conn(
         handlers: JoinSet::new(),
         tasks: HashMap::new(),
     };
-    let result = driver.run(&stream, &mut reader, &go_away, &hard_stop).await;
+    let timeouts = Timeouts { idle: config.idle_timeout, frame: config.frame_timeout };
+    let result = driver.run(&stream, &mut reader, &go_away, &hard_stop, timeouts).await;
     match &result {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
         Err(e) => {
@@ -191,6 +195,13 @@ impl Sink for ConnSink {
 #[path = "dispatch.rs"]
 mod dispatch;
 
+/// How long a connection may sit without a call, and a frame take to arrive.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    idle: Duration,
+    frame: Duration,
+}
+
 /// The I/O state of a running server connection; the protocol state is in `proto`.
 struct Driver {
     router: Arc<Router>,
@@ -210,11 +221,17 @@ impl Driver {
         reader: &mut FrameReader,
         go_away: &CancellationToken,
         hard_stop: &CancellationToken,
+        timeouts: Timeouts,
     ) -> Result<(), Error> {
         // Made once: a fresh one per loop would register and deregister a waiter every time.
         let mut go_away = std::pin::pin!(go_away.cancelled());
         let mut hard_stop = std::pin::pin!(hard_stop.cancelled());
         let outbox = self.sink.outbox.clone();
+        // One timer for both timeouts, moved only when it fires or a frame starts to arrive:
+        // activity just records the time, so the path of a call touches no timer.
+        let mut last_activity = Instant::now();
+        let mut partial_since: Option<Instant> = None;
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(last_activity + timeouts.idle));
         loop {
             // Frames already buffered are one batch; responses of calls that finish at once
             // are written together when it ends.
@@ -223,17 +240,26 @@ impl Driver {
             // Complete frames may be left unhandled behind a full outbox (see below).
             let held_back = outbox.over_high_water();
             outbox.uncork();
-            batch?;
+            if let Some(at) = batch? {
+                last_activity = at;
+            }
             if self.proto.is_done() {
                 return Ok(());
+            }
+            match (reader.has_partial(), partial_since) {
+                (true, None) => {
+                    let now = Instant::now();
+                    partial_since = Some(now);
+                    if now + timeouts.frame < timer.deadline() {
+                        timer.as_mut().reset(now + timeouts.frame);
+                    }
+                }
+                (false, Some(_)) => partial_since = None,
+                _ => {}
             }
             // Registered before looking, so a change in between is not missed.
             let mut changed = std::pin::pin!(outbox.changed());
             changed.as_mut().enable();
-            if outbox.is_failed() {
-                // The peer is gone (a write failed): its calls have nobody to answer.
-                return Ok(());
-            }
             // A peer that does not read its responses is not read from either.
             let flooded = outbox.over_high_water();
             if held_back && !flooded {
@@ -241,10 +267,34 @@ impl Driver {
                 continue;
             }
             let can_read = !flooded && self.proto.wants_read();
+            if !can_read && outbox.is_failed() {
+                // The peer is gone (a write failed): its calls have nobody to answer. (While
+                // reading, the read finds that out.)
+                return Ok(());
+            }
             tokio::select! {
+                () = &mut timer => {
+                    let now = Instant::now();
+
+                    if partial_since.is_some_and(|since| now >= since + timeouts.frame) {
+                        return Err(Error::Protocol(format!(
+                            "a frame was not complete within the frame timeout of {:?}",
+                            timeouts.frame
+                        )));
+                    }
+                    if self.proto.is_idle() && now >= last_activity + timeouts.idle {
+                        return self.close_idle(timeouts.idle);
+                    }
+                    let mut next = last_activity.max(now) + timeouts.idle;
+                    if let Some(since) = partial_since {
+                        next = next.min(since + timeouts.frame);
+                    }
+                    timer.as_mut().reset(next);
+                }
                 () = &mut changed, if !can_read => {}
                 ready = stream.readable(), if can_read => {
                     ready?;
+
                     if !reader.fill(|buf| stream.try_read_buf(buf))? {
                         self.proto.peer_closed();
                         return Ok(());
@@ -262,6 +312,7 @@ impl Driver {
                     };
                     self.tasks.remove(&id);
                     self.proto.reaped(id);
+                    last_activity = Instant::now();
 
                 }
                 () = &mut go_away, if self.proto.phase() == server::Phase::Serving => {
@@ -280,8 +331,9 @@ impl Driver {
         }
     }
 
-    /// Handles the complete frames in the read buffer, up to a request that must wait.
-    fn handle_buffered(&mut self, reader: &mut FrameReader) -> Result<(), Error> {
+    /// Handles the complete frames in the read buffer, up to a request that must wait;
+    /// returns when the first of them was handled, if any was.
+    fn handle_buffered(&mut self, reader: &mut FrameReader) -> Result<Option<Instant>, Error> {
         // Read once per batch: its requests arrived with the same read, and their deadlines
         // count from then.
         let mut arrived = None;
@@ -289,20 +341,36 @@ impl Driver {
         // large responses, and a peer that reads none of them must not make us queue them all.
         while self.proto.phase() != server::Phase::Closed && !self.sink.outbox.over_high_water() {
             match reader.with_next(|frame| self.handle(frame, &mut arrived).transpose())? {
-                None => return Ok(()),
+                None => break,
                 Some(handled) => handled?,
             }
         }
+        Ok(arrived)
+    }
+
+    /// Closes a connection that was idle for `idle`: GoAway first, so the client knows that
+    /// nothing it sent since started, then a Close saying why.
+    fn close_idle(&mut self, idle: Duration) -> Result<(), Error> {
+        let outbox = &self.sink.outbox;
+        if let Some(go_away) = self.proto.go_away() {
+            let _ = outbox.send(&go_away, wire::no_body);
+        }
+        let message = format!("closing the connection: no call for {idle:?} (idle timeout)");
+        let _ = outbox.send(&Header::close(Code::IdleTimeout, &message), wire::no_body);
+        tracing::debug!(peer = %self.sink.peer, "closing an idle connection");
         Ok(())
     }
 
     /// Handles one frame where it lies in the read buffer; `Ok(None)` leaves it there.
     fn handle(&mut self, frame: &[u8], arrived: &mut Option<Instant>) -> Result<Option<()>, Error> {
-        match self.proto.on_frame(frame)? {
+        let step = self.proto.on_frame(frame)?;
+        if !matches!(step, Step::Wait) {
+            arrived.get_or_insert_with(Instant::now);
+        }
+        match step {
             Step::Wait => return Ok(None),
             Step::Call { id, method, budget, body, metadata } => {
-                let arrived = *arrived.get_or_insert_with(Instant::now);
-                let deadline = budget.and_then(|b| arrived.checked_add(b));
+                let deadline = budget.and_then(|b| arrived.and_then(|at| at.checked_add(b)));
                 self.start(id, method, deadline, body, metadata.map(Arc::new))?;
             }
             Step::Refuse { id, code, message } => self.sink.outbox.fail_call(id, code, &message),

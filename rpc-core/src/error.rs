@@ -68,6 +68,10 @@ pub enum Error {
         /// The peer's protocol version.
         theirs: u16,
     },
+    /// A limit of this process was reached (the budget for buffered bytes): the connection or
+    /// frame that needed more is refused.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// The connection is closed (or closing): no call can be sent on it.
     #[error("connection closed")]
     ConnectionClosed,
@@ -136,6 +140,8 @@ pub enum Code {
     /// The request's metadata breaks a limit (entry count, key or value size, key
     /// characters); see [`Metadata`](crate::Metadata).
     BadMetadata,
+    /// The server closed a connection that had no call in flight for its idle timeout.
+    IdleTimeout,
     /// A code this version does not know.
     Other(u32),
 }
@@ -157,6 +163,7 @@ impl Code {
             Code::ProtocolViolation => 11,
             Code::EncodeFailed => 12,
             Code::BadMetadata => 13,
+            Code::IdleTimeout => 16,
             Code::Other(n) => n,
         }
     }
@@ -177,6 +184,7 @@ impl Code {
             11 => Code::ProtocolViolation,
             12 => Code::EncodeFailed,
             13 => Code::BadMetadata,
+            16 => Code::IdleTimeout,
             n => Code::Other(n),
         }
     }
@@ -198,6 +206,7 @@ impl std::fmt::Display for Code {
             Code::ProtocolViolation => "protocol violation",
             Code::EncodeFailed => "encode failed",
             Code::BadMetadata => "bad metadata",
+            Code::IdleTimeout => "idle timeout",
             Code::Other(n) => return write!(f, "code {n}"),
         };
         f.write_str(name)
@@ -213,6 +222,7 @@ impl Error {
                 Error::FrameTooLarge { size: *size, limit: *limit }
             }
             Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::Overloaded(m) => Error::Overloaded(m.clone()),
             Error::VersionMismatch { ours, theirs } => {
                 Error::VersionMismatch { ours: *ours, theirs: *theirs }
             }
@@ -233,6 +243,7 @@ impl Error {
             Error::FrameTooLarge { .. } => Some(Code::FrameTooLarge),
             Error::VersionMismatch { .. } => Some(Code::VersionMismatch),
             Error::Protocol(_) => Some(Code::ProtocolViolation),
+            Error::Overloaded(_) => Some(Code::Overloaded),
             _ => None,
         }
     }

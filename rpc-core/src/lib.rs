@@ -28,6 +28,7 @@
 //! - `router`: which of a server's services has a method id.
 //! - `layer`: [`Interceptor`]s, which see every call before dispatch and its outcome after.
 //! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
+//! - `budget`: the process-wide budget for bytes buffered on behalf of peers.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
 //! - `driver`: one server connection: hello, request loop, cancel, backpressure; its
 //!   `dispatch` starts each call (route, one-way check, interceptors, inline run).
@@ -44,6 +45,7 @@
 //!   tests; not a public API.
 
 mod accept;
+mod budget;
 mod calls;
 mod client;
 mod codec;
@@ -72,6 +74,7 @@ pub mod wire;
 #[cfg(not(feature = "internals"))]
 mod wire;
 
+pub use budget::DEFAULT_BUFFER_BUDGET;
 pub use client::{Client, ClientConfig};
 pub use config::ServerConfig;
 pub use context::Context;

@@ -209,6 +209,7 @@ impl Server {
         config: ServerConfig,
     ) -> Result<Server, Error> {
         fdlimit::raise_limit();
+        crate::budget::set_limit(config.buffer_budget);
         let listener =
             Listener::bind(&endpoint.to_endpoint()?, config.unix_mode, config.tcp_keepalive)
                 .await?;

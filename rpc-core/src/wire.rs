@@ -111,6 +111,10 @@ pub const MAX_MESSAGE: usize = 512;
 /// The smallest `max_frame` a peer may announce: room for any error frame.
 pub const MIN_MAX_FRAME: usize = 1024;
 
+/// The largest first frame (a hello, or the Close a server sends in its place) a receiver
+/// accepts: a longer one is refused from its length alone, before its bytes are buffered.
+pub const MAX_HELLO: usize = MIN_MAX_FRAME;
+
 impl Header<'_> {
     /// A `Failure` header for request `id`.
     pub(crate) fn failure(id: u64, code: Code, message: &str) -> Header<'_> {
@@ -180,20 +184,24 @@ fn encode_framed(
 }
 
 /// Decodes and checks a peer's hello payload; returns the largest frame the peer accepts.
+///
+/// Read by hand with the header's [`Cursor`], so the same rules hold: integers in their
+/// shortest form, and error messages any reader can follow.
 pub(crate) fn decode_hello(payload: &[u8]) -> Result<usize, Error> {
+    let mut at = Cursor { bytes: payload, at: 0 };
+    let bad =
+        |why: String| Error::Protocol(format!("bad hello (is the peer an rpc endpoint?): {why}"));
+    let magic = at.take::<4>().map_err(bad)?;
+    if magic != MAGIC {
+        return Err(bad(format!("its magic bytes are {}, not {}", hex(&magic), hex(&MAGIC))));
+    }
+    let version = at.u16().map_err(bad)?;
+    // The version is checked before the rest: a later version may lay the hello out otherwise.
+    if version != VERSION {
+        return Err(Error::VersionMismatch { ours: VERSION, theirs: version });
+    }
+    let max_frame = at.u32().map_err(bad)? as usize;
     // Later versions may append fields to the hello, so bytes after it are ignored.
-    let (hello, _): (Hello, usize) = codec::decode_prefix(payload)
-        .map_err(|e| Error::Protocol(format!("bad hello (is the peer an rpc endpoint?): {e}")))?;
-    if hello.magic != MAGIC {
-        return Err(Error::Protocol(format!(
-            "bad hello magic {:02x?} (is the peer an rpc endpoint?)",
-            hello.magic
-        )));
-    }
-    if hello.version != VERSION {
-        return Err(Error::VersionMismatch { ours: VERSION, theirs: hello.version });
-    }
-    let max_frame = hello.max_frame as usize;
     if max_frame < MIN_MAX_FRAME {
         return Err(Error::Protocol(format!(
             "the peer accepts frames of at most {max_frame} bytes; the minimum is {MIN_MAX_FRAME}"
@@ -202,26 +210,61 @@ pub(crate) fn decode_hello(payload: &[u8]) -> Result<usize, Error> {
     Ok(max_frame)
 }
 
+/// Bytes as two-digit hex numbers separated by spaces: `52 50 43 00`.
+fn hex(bytes: &[u8]) -> String {
+    let digits: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    digits.join(" ")
+}
+
 /// Decodes the header at the front of `payload`; returns it and where the body starts.
+///
+/// Only `Request` and `Response` carry a body. Bytes after any other message mean the peer's
+/// idea of that message differs from ours, so they are a protocol violation, not ignored.
 pub(crate) fn decode_header(payload: &[u8]) -> Result<(Header<'static>, usize), Error> {
     let mut at = Cursor { bytes: payload, at: 0 };
-    Header::decode(&mut at)
-        .map(|header| (header, at.at))
-        .map_err(|e| Error::Protocol(format!("bad message header: {e}")))
+    let header =
+        Header::decode(&mut at).map_err(|e| Error::Protocol(format!("bad message header: {e}")))?;
+    let has_body = matches!(
+        header,
+        Header::Request { .. } | Header::RequestMeta { .. } | Header::Response { .. }
+    );
+    let extra = payload.len() - at.at;
+    if !has_body && extra > 0 {
+        return Err(Error::Protocol(format!(
+            "{extra} bytes after a {} message, which has no body",
+            header.kind()
+        )));
+    }
+    Ok((header, at.at))
 }
 
 // Every frame carries a header, so it is encoded and decoded by hand rather than through
 // serde: the bytes are exactly bincode's `standard()` encoding of `Header` (a varint variant
 // index, then the fields: varint integers, a string as a varint length and UTF-8 bytes), which
-// is what WIRE.md specifies and what a property test compares against bincode itself.
+// is what WIRE.md specifies and what a property test compares against bincode itself. The
+// decoder refuses two things bincode accepts: an integer wider than it needs to be, and bytes
+// after a message that has no body.
 
 /// Marks of bincode's varints: a first byte up to 250 is the value; these say that a
-/// little-endian u16, u32 or u64 follows. 254 (u128) and 255 are not valid here.
+/// little-endian u16, u32 or u64 follows. 254 (u128) and 255 are never valid in a header.
 const VARINT_U16: u8 = 251;
 const VARINT_U32: u8 = 252;
 const VARINT_U64: u8 = 253;
 
 impl Header<'_> {
+    /// The message's name, for error messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Header::Request { .. } => "Request",
+            Header::Response { .. } => "Response",
+            Header::Failure { .. } => "Failure",
+            Header::Cancel { .. } => "Cancel",
+            Header::GoAway { .. } => "GoAway",
+            Header::Close { .. } => "Close",
+            Header::RequestMeta { .. } => "RequestMeta",
+        }
+    }
+
     fn encode(&self, buf: &mut BytesMut) {
         match self {
             Header::Request { id, method, budget_us } => {
@@ -307,7 +350,11 @@ fn put_str(buf: &mut BytesMut, s: &str) {
     buf.put_slice(s.as_bytes());
 }
 
-/// Reads a header's fields from the front of a payload.
+/// Reads a hello's or a header's fields from the front of a payload.
+///
+/// Stricter than bincode in one way: an integer must be in its shortest form (`5` as `05`,
+/// never `fb 05 00`). Encoders only write that form, and accepting others would let two
+/// byte strings mean the same header. Bodies, decoded by bincode, accept the wider forms.
 struct Cursor<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -316,21 +363,32 @@ struct Cursor<'a> {
 impl Cursor<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let rest = &self.bytes[self.at..];
-        let bytes = *rest.first_chunk::<N>().ok_or("the header is cut short")?;
+        let bytes = *rest.first_chunk::<N>().ok_or("the message is cut short")?;
         self.at += N;
         Ok(bytes)
     }
 
-    /// A varint of at most `max_mark` width.
+    /// A varint of at most `max_mark` width, in its shortest form.
     fn varint(&mut self, max_mark: u8) -> Result<u64, String> {
         let [mark] = self.take::<1>()?;
-        match mark {
-            0..=250 => Ok(u64::from(mark)),
-            _ if mark > max_mark => Err(format!("integer of type mark {mark} is too wide here")),
-            VARINT_U16 => Ok(u64::from(u16::from_le_bytes(self.take()?))),
-            VARINT_U32 => Ok(u64::from(u32::from_le_bytes(self.take()?))),
-            _ => Ok(u64::from_le_bytes(self.take()?)),
+        let (n, shortest) = match mark {
+            0..=250 => return Ok(u64::from(mark)),
+            _ if mark > max_mark => {
+                return Err(format!("an integer marked {mark:#04x}, wider than the field allows"));
+            }
+            VARINT_U16 => (u64::from(u16::from_le_bytes(self.take()?)), 251),
+            VARINT_U32 => (u64::from(u32::from_le_bytes(self.take()?)), 1 << 16),
+            _ => (u64::from_le_bytes(self.take()?), 1 << 32),
+        };
+        if n < shortest {
+            return Err(format!("the integer {n} is not in its shortest form (marked {mark:#x})"));
         }
+        Ok(n)
+    }
+
+    fn u16(&mut self) -> Result<u16, String> {
+        // A u16 mark never carries more than 16 bits.
+        self.varint(VARINT_U16).map(|n| n as u16)
     }
 
     fn u32(&mut self) -> Result<u32, String> {
@@ -342,24 +400,18 @@ impl Cursor<'_> {
         self.varint(VARINT_U64)
     }
 
-    /// An error message, cut to [`MAX_MESSAGE`] bytes like the ones we send, so a peer that
-    /// sends longer ones cannot flood whoever shows them.
+    /// A Failure's or Close's message, cut to [`MAX_MESSAGE`] bytes like one we send: a peer
+    /// that sends a longer one still gets it shown, but no longer than ours.
     fn message(&mut self) -> Result<Cow<'static, str>, String> {
-        let text = self.string()?;
-        Ok(match text {
-            Cow::Owned(mut text) if text.len() > MAX_MESSAGE => {
-                let end = cut(&text).len();
-                text.truncate(end);
-                Cow::Owned(text)
-            }
-            text => text,
-        })
+        let mut text = self.string()?.into_owned();
+        text.truncate(cut(&text).len());
+        Ok(Cow::Owned(text))
     }
 
     fn string(&mut self) -> Result<Cow<'static, str>, String> {
-        let bytes = self.byte_slice("a string")?;
-        let text =
-            std::str::from_utf8(bytes).map_err(|e| format!("a string that is not UTF-8: {e}"))?;
+        let bytes = self.byte_slice("a text")?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| format!("a text that is not UTF-8 (at byte {})", e.valid_up_to()))?;
         Ok(Cow::Owned(text.to_owned()))
     }
 
@@ -370,7 +422,7 @@ impl Cursor<'_> {
         let bytes = usize::try_from(len)
             .ok()
             .and_then(|len| rest.get(..len))
-            .ok_or_else(|| format!("{what} of {len} bytes with {} left", rest.len()))?;
+            .ok_or_else(|| format!("{what} of {len} bytes with only {} left", rest.len()))?;
         self.at += bytes.len();
         Ok(bytes)
     }

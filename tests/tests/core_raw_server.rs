@@ -66,13 +66,19 @@ async fn the_server_sends_its_hello_first_without_waiting_for_the_clients() {
 async fn a_declared_length_over_the_limit_is_refused_with_close_9_naming_size_and_limit() {
     let server = start("tcp://127.0.0.1:0").await;
     let earlier = Client::connect(&server.endpoint).await.unwrap();
-    // As the first frame, in place of the hello.
+    // As the first frame, in place of the hello, whose limit is 1,024 bytes.
     let mut socket = connect_raw(&server).await;
     socket.write_all(&[0xff; 4]).await.unwrap();
     let (code, message) = expect_close_then_eof(&mut socket).await;
     assert_eq!(code, Code::FrameTooLarge.to_u32());
     assert_eq!(code, 9);
-    assert!(message.contains("4294967295") && message.contains("4194304"), "{message}");
+    assert!(message.contains("4294967295") && message.contains("1024"), "{message}");
+    // A hello declaring 1,025 bytes is refused from its length, before its bytes come.
+    let mut socket = connect_raw(&server).await;
+    socket.write_all(&1025_u32.to_be_bytes()).await.unwrap();
+    let (code, message) = expect_close_then_eof(&mut socket).await;
+    assert_eq!(code, 9);
+    assert!(message.contains("1025") && message.contains("1024"), "{message}");
     // After the hello, as a message.
     let mut socket = handshaken(&server).await;
     socket.write_all(&[0xff; 4]).await.unwrap();

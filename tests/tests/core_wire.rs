@@ -8,6 +8,7 @@ mod common;
 use std::borrow::Cow;
 
 use common::*;
+use rpc_core::__fuzz as fuzz;
 use rpc_core::wire::{Header, Hello, MAGIC, VERSION};
 use rpc_core::{Client, DEFAULT_MAX_FRAME};
 use tokio::io::AsyncWriteExt;
@@ -185,4 +186,234 @@ async fn a_real_server_sends_its_hello_first_and_answers_with_the_golden_respons
     assert_eq!(frame(&expect_frame(&mut socket).await), [0, 0, 0, 3, 0x01, 0x01, 0x0a]);
     drop(socket);
     server.stop().await.unwrap();
+}
+
+/// The body bytes the crate's own encoder writes for `value` (as a Response's body), checked
+/// to decode back to `value`.
+fn body_of<T>(value: &T) -> Vec<u8>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let frame = fuzz::encode(&Header::Response { id: 1 }, Some(value), DEFAULT_MAX_FRAME).unwrap();
+    // Length prefix, then Response (1) and id 1.
+    assert_eq!(frame[4..6], [0x01, 0x01]);
+    let body = frame[6..].to_vec();
+    assert_eq!(&fuzz::decode_body::<T>(&body).unwrap(), value, "{body:02x?}");
+    body
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Unit;
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Newtype(u32);
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Point {
+    x: i32,
+    y: i32,
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Shape {
+    Empty,
+    Dot(u16),
+    Line { from: Point, to: Point },
+}
+
+/// A byte string: serde's `serialize_bytes`, as `serde_bytes` and `bytes::Bytes` use.
+#[derive(Debug, PartialEq)]
+struct ByteString(Vec<u8>);
+
+impl serde::Serialize for ByteString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ByteString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = ByteString;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<ByteString, E> {
+                Ok(ByteString(v.to_vec()))
+            }
+        }
+        d.deserialize_byte_buf(Visit)
+    }
+}
+
+/// WIRE.md's encoding table, row by row, through the crate's own encoder and decoder.
+#[test]
+fn the_encoding_table_of_wire_md_holds_row_by_row() {
+    // u8 and i8: one raw byte, never a varint; i8 in two's complement.
+    assert_eq!(body_of(&200_u8), [0xc8]);
+    assert_eq!(body_of(&255_u8), [0xff]);
+    assert_eq!(body_of(&-1_i8), [0xff]);
+    assert_eq!(body_of(&-128_i8), [0x80]);
+    // u16..u64 and usize: varints.
+    assert_eq!(body_of(&250_u16), [0xfa]);
+    assert_eq!(body_of(&251_u16), [0xfb, 0xfb, 0x00]);
+    assert_eq!(body_of(&65_536_u32), [0xfc, 0x00, 0x00, 0x01, 0x00]);
+    assert_eq!(body_of(&(1_u64 << 32)), [0xfd, 0, 0, 0, 0, 1, 0, 0, 0]);
+    assert_eq!(body_of(&300_usize), [0xfb, 0x2c, 0x01]);
+    // i16..i64 and isize: zigzag, then a varint.
+    assert_eq!(body_of(&-1_i16), [0x01]);
+    assert_eq!(body_of(&1_i32), [0x02]);
+    assert_eq!(body_of(&-2_i64), [0x03]);
+    assert_eq!(body_of(&i64::MIN), [0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(body_of(&-2_isize), [0x03]);
+    // u128 and i128: the same varint with one more form, 0xfe and 16 bytes.
+    assert_eq!(body_of(&7_u128), [0x07]);
+    let mut wide = vec![0xfe];
+    wide.extend_from_slice(&(1_u128 << 64).to_le_bytes());
+    assert_eq!(body_of(&(1_u128 << 64)), wide);
+    assert_eq!(body_of(&-1_i128), [0x01]);
+    // bool: one byte, 0 or 1; f32, f64: IEEE 754, little endian.
+    assert_eq!(body_of(&true), [0x01]);
+    assert_eq!(body_of(&1.0_f32), [0x00, 0x00, 0x80, 0x3f]);
+    assert_eq!(body_of(&-2.0_f64), [0, 0, 0, 0, 0, 0, 0x00, 0xc0]);
+    // char: its UTF-8 bytes, one to four, no length.
+    assert_eq!(body_of(&'A'), [0x41]);
+    assert_eq!(body_of(&'é'), [0xc3, 0xa9]);
+    assert_eq!(body_of(&'€'), [0xe2, 0x82, 0xac]);
+    // Strings: a varint length in bytes, then UTF-8.
+    assert_eq!(body_of(&"hé".to_owned()), [0x03, b'h', 0xc3, 0xa9]);
+    // Sequences: a varint count, then the elements. Vec<u8> and a byte string are the same.
+    assert_eq!(body_of(&vec![1_u8, 2, 3]), [0x03, 1, 2, 3]);
+    assert_eq!(body_of(&ByteString(vec![1, 2, 3])), [0x03, 1, 2, 3]);
+    assert_eq!(body_of(&vec![-1_i64, 300]), [0x02, 0x01, 0xfb, 0x58, 0x02]);
+    // Maps: a varint count, then key and value, pair by pair.
+    let map: std::collections::BTreeMap<u8, String> =
+        [(1, "a".to_owned()), (2, String::new())].into();
+    assert_eq!(body_of(&map), [0x02, 0x01, 0x01, b'a', 0x02, 0x00]);
+    // Option: a byte 0 for None, 1 then the value for Some.
+    assert_eq!(body_of(&None::<u32>), [0x00]);
+    assert_eq!(body_of(&Some(300_u32)), [0x01, 0xfb, 0x2c, 0x01]);
+    // Tuples, arrays and structs: the fields in order, nothing else.
+    assert_eq!(body_of(&(1_u8, true, -1_i64)), [0x01, 0x01, 0x01]);
+    assert_eq!(body_of(&[9_u8, 8, 7]), [9, 8, 7]);
+    assert_eq!(body_of(&Point { x: -1, y: 1 }), [0x01, 0x02]);
+    // Unit, unit structs: nothing; newtype structs: their one field.
+    assert_eq!(body_of(&()), [0u8; 0]);
+    assert_eq!(body_of(&Unit), [0u8; 0]);
+    assert_eq!(body_of(&Newtype(300)), [0xfb, 0x2c, 0x01]);
+    // Enums: the variant's declaration position as a varint u32, then its fields.
+    assert_eq!(body_of(&Shape::Empty), [0x00]);
+    assert_eq!(body_of(&Shape::Dot(5)), [0x01, 0x05]);
+    let line = Shape::Line { from: Point { x: 0, y: 0 }, to: Point { x: 1, y: -1 } };
+    assert_eq!(body_of(&line), [0x02, 0x00, 0x00, 0x02, 0x01]);
+    assert_eq!(body_of(&Ok::<i64, String>(5)), [0x00, 0x0a]);
+    assert_eq!(body_of(&Err::<i64, String>("no".to_owned())), [0x01, 0x02, b'n', b'o']);
+}
+
+#[test]
+fn an_integer_wider_than_it_needs_to_be_is_refused_in_a_header() {
+    // Cancel { id: 5 } in its only valid form, then with id 5 as a u16, u32 and u64.
+    assert_eq!(fuzz::decode_header(&[0x03, 0x05]).unwrap(), (Header::Cancel { id: 5 }, 2));
+    for wide in [&[0xfb, 0x05, 0x00][..], &[0xfc, 5, 0, 0, 0], &[0xfd, 5, 0, 0, 0, 0, 0, 0, 0]] {
+        let payload = [&[0x03][..], wide].concat();
+        let err = fuzz::decode_header(&payload).unwrap_err();
+        assert!(err.to_string().contains("shortest form"), "{err}");
+    }
+    // The boundaries: 251 is the smallest u16 form, 65,536 the smallest u32, 2^32 the smallest u64.
+    assert!(fuzz::decode_header(&[0x03, 0xfb, 0xfa, 0x00]).is_err());
+    assert!(fuzz::decode_header(&[0x03, 0xfb, 0xfb, 0x00]).is_ok());
+    assert!(fuzz::decode_header(&[0x03, 0xfc, 0xff, 0xff, 0x00, 0x00]).is_err());
+    assert!(fuzz::decode_header(&[0x03, 0xfc, 0x00, 0x00, 0x01, 0x00]).is_ok());
+    assert!(fuzz::decode_header(&[0x03, 0xfd, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]).is_err());
+    assert!(fuzz::decode_header(&[0x03, 0xfd, 0, 0, 0, 0, 1, 0, 0, 0]).is_ok());
+    // The message type is an integer too: GoAway (4) written as a u16.
+    assert!(fuzz::decode_header(&[0xfb, 0x04, 0x00]).is_err());
+    // A form wider than the field's type is refused as before: a u32 code marked as a u64.
+    let err = fuzz::decode_header(&[0x05, 0xfd, 1, 0, 0, 0, 1, 0, 0, 0, 0x00]).unwrap_err();
+    assert!(err.to_string().contains("wider than the field allows"), "{err}");
+}
+
+#[test]
+fn the_hello_refuses_an_integer_wider_than_it_needs_to_be() {
+    assert_eq!(fuzz::decode_hello(&HELLO_4MIB[4..]).unwrap(), DEFAULT_MAX_FRAME);
+    // Version 2 as a u16.
+    assert!(fuzz::decode_hello(&[b'R', b'P', b'C', 0, 0xfb, 2, 0, 0xfc, 0, 0, 0x40, 0]).is_err());
+    // max_frame 4 MiB as a u64 form, and 1024 as a u32 form.
+    let wide = [b'R', b'P', b'C', 0, 2, 0xfd, 0, 0, 0x40, 0, 0, 0, 0, 0];
+    assert!(fuzz::decode_hello(&wide).is_err());
+    assert!(fuzz::decode_hello(&[b'R', b'P', b'C', 0, 2, 0xfc, 0, 4, 0, 0]).is_err());
+    assert_eq!(fuzz::decode_hello(&[b'R', b'P', b'C', 0, 2, 0xfb, 0, 4]).unwrap(), 1024);
+}
+
+#[test]
+fn in_a_body_an_integer_wider_than_it_needs_is_read_as_bincode_reads_it() {
+    // add(2, 3) with 2 (zigzag 4) written as a u16: the body follows bincode, which accepts it.
+    let args: (i64, i64) = fuzz::decode_body(&[0xfb, 0x04, 0x00, 0x06]).unwrap();
+    assert_eq!(args, (2, 3));
+}
+
+#[test]
+fn bytes_after_a_message_without_a_body_are_refused() {
+    let bodyless = [
+        Header::Failure { id: 7, code: 1, message: Cow::Borrowed("no") },
+        Header::Cancel { id: 300 },
+        Header::GoAway { last_id: 4 },
+        Header::Close { code: 9, message: Cow::Borrowed("x") },
+    ];
+    for header in bodyless {
+        let mut payload = bincode(&header);
+        assert_eq!(fuzz::decode_header(&payload).unwrap().0, header);
+        payload.push(0x00);
+        let err = fuzz::decode_header(&payload).unwrap_err();
+        assert!(err.to_string().contains("1 bytes after a"), "{err}");
+    }
+    // A Request's and a Response's body is whatever follows the header.
+    let request = [0x00, 0x01, 0x02, 0x03, 0x04, 0x06];
+    let (header, at) = fuzz::decode_header(&request).unwrap();
+    assert_eq!((header, at), (Header::Request { id: 1, method: 2, budget_us: 3 }, 4));
+    assert_eq!(fuzz::decode_header(&[0x01, 0x01, 0x0a]).unwrap(), (Header::Response { id: 1 }, 2));
+}
+
+/// Messages sent on the wire are read by people using any language: no Rust debug output.
+#[test]
+fn decoder_errors_are_plain_text() {
+    let cases: [&[u8]; 7] = [
+        &[0x00, 0x01],                   // a Request cut short
+        &[0x09],                         // an unknown message type
+        &[0x03, 0xfb, 0x05, 0x00],       // a wider integer than needed
+        &[0x05, 0x01, 0x02, 0xff, 0xfe], // text that is not UTF-8
+        &[0x05, 0x01, 0x09, b'x'],       // text longer than what is left
+        &[0x05, 0xfe],                   // a u128 mark
+        &[0x04, 0x00, 0x00],             // a byte after GoAway
+    ];
+    for payload in cases {
+        let message = fuzz::decode_header(payload).unwrap_err().to_string();
+        assert!(!message.contains(['{', '}', '[', ']']), "{payload:02x?}: {message}");
+    }
+    let hellos: [&[u8]; 4] = [b"", b"RP", b"GET / HTTP/1.1", &[b'R', b'P', b'C', 0, 1, 0xfe]];
+    for payload in hellos {
+        let message = fuzz::decode_hello(payload).unwrap_err().to_string();
+        assert!(!message.contains(['{', '}', '[', ']']), "{payload:02x?}: {message}");
+    }
+}
+
+/// WIRE.md, "Error messages": a receiver cuts a message over 512 bytes as a sender does, at
+/// the start of the character that would be split.
+#[test]
+fn a_received_message_over_512_bytes_is_cut_at_a_character_boundary() {
+    let long = "€".repeat(200);
+    for header in [
+        Header::Failure { id: 1, code: 2, message: Cow::Borrowed(&long) },
+        Header::Close { code: 11, message: Cow::Borrowed(&long) },
+    ] {
+        let (decoded, _) = fuzz::decode_header(&bincode(&header)).unwrap();
+        let (Header::Failure { message, .. } | Header::Close { message, .. }) = decoded else {
+            panic!("{decoded:?}")
+        };
+        assert_eq!(message, "€".repeat(170), "510 bytes: a 171st character would end at 513");
+    }
+    let exact = "x".repeat(512);
+    let header = Header::Close { code: 11, message: Cow::Borrowed(&exact) };
+    assert_eq!(fuzz::decode_header(&bincode(&header)).unwrap().0, header);
 }

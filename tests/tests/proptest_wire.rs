@@ -16,16 +16,11 @@ use rpc_core::wire::Header;
 /// text up to the 512 bytes a sender may send (not only what `Header::failure` would send).
 fn header() -> impl Strategy<Value = Header<'static>> {
     prop_oneof![
-        (int(), int(), int()).prop_map(|(id, method, budget_us)| Header::Request {
-            id,
-            method: method as u32,
-            budget_us
-        }),
-        int().prop_map(|id| Header::Response { id }),
-        (int(), int(), ".{0,40}").prop_map(|(id, code, message)| {
+        2 => header_with_body(),
+        1 => (int(), int(), ".{0,40}").prop_map(|(id, code, message)| {
             Header::Failure { id, code: code as u32, message: Cow::Owned(message) }
         }),
-        (int(), int(), int(), metadata()).prop_map(|(id, method, budget_us, metadata)| {
+        1 => (int(), int(), int(), metadata()).prop_map(|(id, method, budget_us, metadata)| {
             Header::RequestMeta {
                 id,
                 method: method as u32,
@@ -33,10 +28,10 @@ fn header() -> impl Strategy<Value = Header<'static>> {
                 metadata: Cow::Owned(metadata),
             }
         }),
-        int().prop_map(|id| Header::Cancel { id }),
-        int().prop_map(|last_id| Header::GoAway { last_id }),
+        1 => int().prop_map(|id| Header::Cancel { id }),
+        1 => int().prop_map(|last_id| Header::GoAway { last_id }),
         // At most 4 bytes a character: within the limit; longer ones are cut when decoded.
-        (int(), ".{0,128}").prop_map(|(code, message)| Header::Close {
+        1 => (int(), ".{0,128}").prop_map(|(code, message)| Header::Close {
             code: code as u32,
             message: Cow::Owned(message)
         }),
@@ -55,9 +50,26 @@ fn metadata() -> impl Strategy<Value = rpc_core::Metadata> {
     })
 }
 
-/// A header and the body bytes that follow it (any bytes: the header does not know its body).
+/// A header and the body bytes that follow it (any bytes for a message with a body: the header
+/// does not know its body).
 fn message() -> impl Strategy<Value = (Header<'static>, Vec<u8>)> {
-    (header(), proptest::collection::vec(any::<u8>(), 0..64))
+    (header(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(|(header, body)| {
+        // Only a Request or a Response may have bytes after its header.
+        let body = if has_body(&header) { body } else { Vec::new() };
+        (header, body)
+    })
+}
+
+/// A header of a message that carries a body: a Request or a Response.
+fn header_with_body() -> impl Strategy<Value = Header<'static>> {
+    prop_oneof![
+        (int(), int(), int()).prop_map(|(id, method, budget_us)| Header::Request {
+            id,
+            method: method as u32,
+            budget_us
+        }),
+        int().prop_map(|id| Header::Response { id }),
+    ]
 }
 
 /// Encodes `messages` after a hello into one stream, as a connection writes them.
@@ -91,6 +103,90 @@ fn bincode_of(header: &Header<'_>) -> Vec<u8> {
     bincode::serde::encode_to_vec(header, bincode::config::standard()).unwrap()
 }
 
+/// `header` as a receiver reads it: a message over 512 bytes is cut at a character boundary
+/// (WIRE.md, "Error messages").
+fn as_received(header: &Header<'static>) -> Header<'static> {
+    let cut = |message: &Cow<'static, str>| {
+        let mut end = message.len().min(rpc_core::wire::MAX_MESSAGE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        Cow::Owned(message[..end].to_owned())
+    };
+    match header {
+        Header::Failure { id, code, message } => {
+            Header::Failure { id: *id, code: *code, message: cut(message) }
+        }
+        Header::Close { code, message } => Header::Close { code: *code, message: cut(message) },
+        other => other.clone(),
+    }
+}
+
+/// Whether a message carries a body after its header.
+fn has_body(header: &Header<'_>) -> bool {
+    matches!(header, Header::Request { .. } | Header::Response { .. })
+}
+
+/// One field of a header as it goes on the wire.
+#[derive(Clone)]
+enum Field {
+    /// An integer, and the widest form its type allows in bytes after the mark (2, 4 or 8).
+    Int(u64, usize),
+    /// Bytes written as they are (a message's text).
+    Raw(Vec<u8>),
+}
+
+/// The fields of `header` in wire order, the variant index first.
+fn fields_of(header: &Header<'_>) -> Vec<Field> {
+    use Field::{Int, Raw};
+    let text = |message: &str| vec![Int(message.len() as u64, 8), Raw(message.as_bytes().to_vec())];
+    match header {
+        Header::Request { id, method, budget_us } => {
+            vec![Int(0, 4), Int(*id, 8), Int(u64::from(*method), 4), Int(*budget_us, 8)]
+        }
+        Header::Response { id } => vec![Int(1, 4), Int(*id, 8)],
+        Header::Failure { id, code, message } => {
+            [vec![Int(2, 4), Int(*id, 8), Int(u64::from(*code), 4)], text(message)].concat()
+        }
+        Header::Cancel { id } => vec![Int(3, 4), Int(*id, 8)],
+        Header::GoAway { last_id } => vec![Int(4, 4), Int(*last_id, 8)],
+        Header::Close { code, message } => {
+            [vec![Int(5, 4), Int(u64::from(*code), 4)], text(message)].concat()
+        }
+        Header::RequestMeta { id, method, budget_us, metadata } => {
+            let mut fields =
+                vec![Int(6, 4), Int(*id, 8), Int(u64::from(*method), 4), Int(*budget_us, 8)];
+            fields.push(Int(metadata.len() as u64, 8));
+            for (key, value) in metadata.iter() {
+                fields.extend(text(key));
+                fields.extend([Int(value.len() as u64, 8), Raw(value.to_vec())]);
+            }
+            fields
+        }
+    }
+}
+
+/// `n` as bincode writes it: in its shortest form.
+fn shortest(n: u64) -> Vec<u8> {
+    bincode::serde::encode_to_vec(n, bincode::config::standard()).unwrap()
+}
+
+/// `n` in the `wider`-th form (0, 1 or 2) wider than its shortest among those its field
+/// allows (at most `max_width` bytes after the mark); the shortest form if there is none.
+fn wider_than_needed(n: u64, max_width: usize, wider: usize) -> Vec<u8> {
+    let forms: [(u8, usize); 3] = [(0xfb, 2), (0xfc, 4), (0xfd, 8)];
+    let fitting: Vec<(u8, usize)> = forms
+        .into_iter()
+        .filter(|&(_, width)| width <= max_width && (width == 8 || n < 1 << (8 * width)))
+        .collect();
+    let needed = shortest(n).len();
+    let wide: Vec<&(u8, usize)> = fitting.iter().filter(|(_, width)| width + 1 > needed).collect();
+    match wide.get(wider.min(wide.len().saturating_sub(1))) {
+        Some(&&(mark, width)) => [vec![mark], n.to_le_bytes()[..width].to_vec()].concat(),
+        None => shortest(n),
+    }
+}
+
 /// An integer, often at a boundary of bincode's varint forms.
 fn int() -> impl Strategy<Value = u64> {
     prop_oneof![
@@ -111,6 +207,11 @@ fn field() -> impl Strategy<Value = Vec<u8>> {
             let mut field = vec![mark];
             field.extend_from_slice(&bytes[..width]);
             field
+        }),
+        // A small value in a wider form than it needs: bincode reads it, WIRE.md refuses it.
+        (0u8..=250, 251u8..=253).prop_map(|(n, mark)| {
+            let width = [2, 4, 8][usize::from(mark - 251)];
+            [vec![mark, n], vec![0; width - 1]].concat()
         }),
         proptest::collection::vec(any::<u8>(), 0..6),
     ]
@@ -134,16 +235,55 @@ proptest! {
         prop_assert_eq!(&frame[4..], &bincode_of(&header)[..]);
     }
 
-    /// ...and read any bytes as bincode does: the same header and length, or an error for both.
+    /// ...and read any bytes as bincode does (the same header and length, or an error for
+    /// both), except for the two things WIRE.md forbids and bincode accepts: an integer wider
+    /// than it needs to be, and bytes after a message that has no body.
     #[test]
-    fn the_header_codec_reads_any_bytes_as_bincode_does(bytes in header_like_bytes()) {
+    fn the_header_codec_reads_any_bytes_as_bincode_does_but_stricter(
+        bytes in header_like_bytes(),
+    ) {
         let ours = fuzz::decode_header(&bytes).ok();
         let config = bincode::config::standard().with_limit::<1024>();
         let theirs: Option<(Header<'static>, usize)> =
             bincode::serde::decode_from_slice(&bytes, config).ok();
-        prop_assert_eq!(ours, theirs);
+        let allowed = theirs
+            .filter(|(header, used)| {
+                let shortest = bincode_of(header) == bytes[..*used];
+                shortest && (has_body(header) || *used == bytes.len())
+            })
+            .map(|(header, used)| (as_received(&header), used));
+        prop_assert_eq!(ours, allowed);
     }
 
+    /// A header with one integer written wider than it needs to be is refused, whichever
+    /// integer it is.
+    #[test]
+    fn an_integer_in_a_wider_form_than_needed_is_refused_in_a_header(
+        header in header(),
+        which in any::<prop::sample::Index>(),
+        wider in 0_usize..3,
+    ) {
+        let fields = fields_of(&header);
+        let k = which.index(fields.len());
+        let mut bytes = Vec::new();
+        for (i, field) in fields.iter().enumerate() {
+            match field {
+                Field::Int(n, max_width) if i == k => bytes.extend(wider_than_needed(*n, *max_width, wider)),
+                Field::Int(n, _) => bytes.extend(shortest(*n)),
+                Field::Raw(raw) => bytes.extend(raw),
+            }
+        }
+        match &fields[k] {
+            Field::Int(n, max_width) if wider_than_needed(*n, *max_width, wider) != shortest(*n) => {
+                let refused = fuzz::decode_header(&bytes);
+                prop_assert!(refused.is_err(), "{:02x?} decoded as {:?}", bytes, refused);
+            }
+            // Nothing wider fits the field (or the field is text): the bytes are the header's own.
+            _ => prop_assert_eq!(fuzz::decode_header(&bytes).unwrap().0, as_received(&header)),
+        }
+    }
+
+    /// Exactly, but for a message over 512 bytes, which the receiver cuts.
     #[test]
     fn every_header_round_trips_exactly_through_encode_and_decode(header in header()) {
         let frame = fuzz::encode::<()>(&header, None, DEFAULT_MAX_FRAME).unwrap();
@@ -151,12 +291,12 @@ proptest! {
         prop_assert_eq!(declared, frame.len() - 4);
         let (decoded, used) = fuzz::decode_header(&frame[4..]).unwrap();
         prop_assert_eq!(used, frame.len() - 4, "the header fills its frame");
-        prop_assert_eq!(decoded, header);
+        prop_assert_eq!(decoded, as_received(&header));
     }
 
     #[test]
     fn a_header_and_body_round_trip_and_the_body_starts_where_the_header_ends(
-        header in header(),
+        header in header_with_body(),
         body in (any::<i64>(), ".{0,20}", proptest::option::of(any::<u64>())),
     ) {
         let frame = fuzz::encode(&header, Some(&body), DEFAULT_MAX_FRAME).unwrap();
@@ -229,7 +369,7 @@ proptest! {
         prop_assert_eq!(fuzz::decode_hello(&pieces[0]).unwrap(), DEFAULT_MAX_FRAME);
         for (payload, (header, body)) in pieces[1..].iter().zip(&messages) {
             let (decoded, at) = fuzz::decode_header(payload).unwrap();
-            prop_assert_eq!(&decoded, header);
+            prop_assert_eq!(&decoded, &as_received(header));
             prop_assert_eq!(&payload[at..], &body[..]);
         }
     }
@@ -347,6 +487,16 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             "client_reads",
             "seed-close-instead-of-hello",
             msg(Header::Close { code: 5, message: Cow::Borrowed("full") }, &[]),
+        ),
+        (
+            "client_reads",
+            "seed-idle-close",
+            cat(&[
+                fuzz::encode_hello(DEFAULT_MAX_FRAME),
+                msg(Header::Response { id: 300 }, &[10]),
+                msg(Header::GoAway { last_id: 300 }, &[]),
+                msg(Header::Close { code: 16, message: Cow::Borrowed("idle for 60s") }, &[]),
+            ]),
         ),
     ]
 }

@@ -5,21 +5,39 @@ use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::budget::Charge;
 use crate::{Error, frame};
 
 /// Size of each read from the socket; frames larger than this are read in several.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// Bytes received and not yet handled, cut into frames.
+/// A buffer emptied with more capacity than this is given back, so a connection that once
+/// received a large frame does not keep its room while idle.
+const KEEP_AT_MOST: usize = 64 * 1024;
+
+/// Bytes received and not yet handled, cut into frames. The buffer grows as bytes arrive, at
+/// most doubling at a time, never to a frame's declared size at once; every growth is charged
+/// to the process's buffer budget first.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
     buf: BytesMut,
     max_frame: usize,
+    charge: Charge,
 }
 
 impl FrameReader {
     pub(crate) fn new(max_frame: usize) -> FrameReader {
-        FrameReader { buf: BytesMut::new(), max_frame }
+        FrameReader { buf: BytesMut::new(), max_frame, charge: Charge::default() }
+    }
+
+    /// Changes the largest frame accepted from here on (after a hello read with a small one).
+    pub(crate) fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
+    /// Whether the buffer holds the start of a frame that has not all arrived.
+    pub(crate) fn has_partial(&self) -> bool {
+        !self.buf.is_empty() && matches!(frame::complete(&self.buf, self.max_frame), Ok(None))
     }
 
     /// Hands the next complete payload in the buffer to `handle`, where it lies, and then
@@ -65,15 +83,25 @@ impl FrameReader {
         &mut self,
         read: impl FnOnce(&mut BytesMut) -> io::Result<usize>,
     ) -> Result<bool, Error> {
-        // Room for the rest of a frame whose head is in, if it is within the limit (one over
-        // it is refused before this is reached), so a large frame is not grown into piecemeal.
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_AT_MOST {
+            self.buf = BytesMut::new();
+        }
+        // Room for more of a frame whose head is in (one over the limit is refused before this
+        // is reached), but at most as much again as has arrived: a peer that declares a large
+        // frame and sends little of it gets little room, and a large frame still grows in a
+        // few doublings rather than a read's worth at a time.
         let missing = frame::declared(&self.buf)
             .filter(|&size| size <= self.max_frame)
             .map_or(0, |size| (frame::HEAD_LEN + size).saturating_sub(self.buf.len()));
-        let room = missing.max(READ_CHUNK / 4);
+        let room = missing.min(self.buf.len().max(READ_CHUNK)).max(READ_CHUNK / 4);
         if self.buf.capacity() - self.buf.len() < room {
-            self.buf.reserve(room.max(READ_CHUNK));
+            let grow = room.max(READ_CHUNK);
+            self.charge.set(self.charge.bytes().max(self.buf.len() + grow))?;
+            self.buf.reserve(grow);
         }
+        // What the buffer holds now: less once frames were split off, more if `reserve` gave
+        // more than asked.
+        self.charge.set(self.buf.capacity())?;
         match read(&mut self.buf) {
             Ok(0) if self.buf.is_empty() => Ok(false),
             Ok(0) => Err(Error::Protocol(format!(
@@ -126,6 +154,35 @@ mod tests {
         assert_eq!(reader.with_next(|_| None::<()>).expect("fine"), None);
         assert_eq!(reader.with_next(|p| Some(p.to_vec())).expect("fine"), Some(vec![7]));
         assert_eq!(reader.with_next(|p| Some(p.to_vec())).expect("fine"), Some(vec![8]));
+    }
+
+    #[test]
+    fn a_large_declared_frame_gets_room_as_its_bytes_arrive_not_at_once() {
+        let mut reader = FrameReader::new(4 << 20);
+        // A head declaring 4 MiB, and one byte of it.
+        assert!(reads(&mut reader, &[0, 0x40, 0, 0, 7]).expect("fine"));
+        let mut room = 0;
+        assert!(
+            reader
+                .fill(|buf| {
+                    room = buf.capacity() - buf.len();
+                    Ok(0)
+                })
+                .is_err(),
+            "an end of stream inside the frame"
+        );
+        assert!(room < 64 * 1024, "{room} bytes of room for a frame with 1 byte in");
+        assert!(reader.has_partial());
+        // Fed in full, it arrives whole.
+        let mut reader = FrameReader::new(4 << 20);
+        let mut frame = vec![0, 0x10, 0, 0];
+        frame.extend(vec![9_u8; 1 << 20]);
+        for chunk in frame.chunks(64 * 1024) {
+            assert!(reads(&mut reader, chunk).expect("fine"));
+        }
+        let got = reader.with_next(|p| Some(p.len())).expect("fine");
+        assert_eq!(got, Some(1 << 20));
+        assert!(!reader.has_partial());
     }
 
     #[test]

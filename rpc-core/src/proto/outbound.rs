@@ -12,6 +12,7 @@ use std::io;
 use bytes::BytesMut;
 
 use crate::Error;
+use crate::budget::Charge;
 use crate::codec::CodecError;
 use crate::wire::{self, Header};
 
@@ -50,6 +51,10 @@ pub(crate) enum Io {
     /// The socket pushed back; the writer task waits until it is writable.
     Blocked,
 }
+
+/// Granularity of what the queue charges to the process's buffer budget: a queue that stays
+/// under it touches the budget once, not for every frame.
+const CHARGE_STEP: usize = 4096;
 
 /// What a writer does next.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,6 +100,8 @@ pub(crate) struct Outbound {
     holds: u32,
     /// The largest frame payload the peer accepts.
     peer_max: usize,
+    /// What the queued bytes charge to the process's buffer budget, in [`CHARGE_STEP`]s.
+    charge: Charge,
 }
 
 impl Outbound {
@@ -105,6 +112,7 @@ impl Outbound {
             queue: BytesMut::new(),
             holds: 0,
             peer_max,
+            charge: Charge::default(),
         }
     }
 
@@ -113,8 +121,9 @@ impl Outbound {
     }
 
     /// Queues one frame, whole or not at all: an encoding error, a panic in the body's
-    /// `Serialize` or a frame over the peer's limit leaves the queue as it was, and the
-    /// connection usable.
+    /// `Serialize`, a frame over the peer's limit or one the process's buffer budget has no
+    /// room for leaves the queue as it was, and the connection usable. (An error frame always
+    /// fits: it is small, and refusing it would leave a call unanswered.)
     pub(crate) fn push(
         &mut self,
         header: &Header<'_>,
@@ -123,7 +132,19 @@ impl Outbound {
         if !matches!(self.state, State::Open(_)) {
             return Err(Error::ConnectionClosed);
         }
-        wire::encode(&mut self.queue, header, body, self.peer_max)
+        let before = self.queue.len();
+        wire::encode(&mut self.queue, header, body, self.peer_max)?;
+        let queued = self.queued();
+        if queued > self.charge.bytes() {
+            let charged = self.charge.set(queued.next_multiple_of(CHARGE_STEP));
+            if let Err(e) = charged
+                && self.queue.len() - before > wire::MIN_MAX_FRAME
+            {
+                self.queue.truncate(before);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Holds queued frames back until [`Outbound::release`].
@@ -199,6 +220,10 @@ impl Outbound {
         };
         debug_assert!(self.out.is_empty(), "only the writer takes from `out`");
         self.out = rest;
+        if self.charge.bytes() > CHARGE_STEP && self.queued() == 0 {
+            // Drained after a burst: keep one step, give back the rest.
+            let _ = self.charge.set(CHARGE_STEP);
+        }
         let io = match result {
             Err(_) => {
                 self.fail();
@@ -265,6 +290,7 @@ impl Outbound {
         self.state = State::Failed;
         self.out = BytesMut::new();
         self.queue = BytesMut::new();
+        let _ = self.charge.set(0);
     }
 
     /// Bytes waiting for the socket, not counting a chunk a writer is writing right now.

@@ -199,6 +199,11 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
         self.running.len()
     }
 
+    /// Whether no call is running and the connection is serving: its idle time counts.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.phase == Phase::Serving && self.running.is_empty()
+    }
+
     /// Whether to read more from the socket: below the in-flight limit and not closed.
     pub(crate) fn wants_read(&self) -> bool {
         self.phase != Phase::Closed && self.running.len() < self.max_in_flight
@@ -248,6 +253,7 @@ pub(crate) fn unsendable(error: &Error, panicked: bool) -> (Code, String) {
             Code::FrameTooLarge,
             format!("response of {size} bytes exceeds the client's limit of {limit} bytes"),
         ),
+        Error::Overloaded(why) => (Code::Overloaded, format!("the response was not sent: {why}")),
         e if panicked => {
             (Code::HandlerPanicked, format!("the return value could not be encoded: {e}"))
         }
