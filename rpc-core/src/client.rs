@@ -219,7 +219,13 @@ impl Client {
             tracing::debug_span!("rpc.call", method = method, trace_id = tracing::field::Empty);
         record_trace(&span, metadata.as_deref());
         let call = self.call_raw(method, args, deadline, metadata.as_deref());
-        match tracing::Instrument::instrument(call, span).await {
+        // Without a subscriber that wants it, the span is not entered on every poll.
+        let result = if span.is_disabled() {
+            call.await
+        } else {
+            tracing::Instrument::instrument(call, span).await
+        };
+        match result {
             Ok(body) => wire::decode_body(&body).map_err(Error::Decode),
             // The server may notice the deadline a moment before we do; it is the same event.
             Err(

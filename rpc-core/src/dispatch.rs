@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Driver;
 use crate::conn::Outbox;
-use crate::layer::{self, CallInfo, Observer, Outcome};
+use crate::layer::{self, CallInfo, Chain, Observer, Outcome, Passed};
 use crate::proto::server;
 use crate::service::{DispatchError, ONEWAY_ID, Responder, Sink};
 use crate::task::{CatchUnwind, panic_message};
@@ -81,7 +81,7 @@ impl Driver {
                     oneway: id == ONEWAY_ID,
                 };
                 match layer::before(chain, &info) {
-                    Ok(observer) => Some(observer),
+                    Ok(passed) => Some(passed),
                     Err(rejection) => {
                         if id != ONEWAY_ID {
                             outbox.fail_call(id, rejection.code, &rejection.message);
@@ -97,10 +97,9 @@ impl Driver {
         let dispatched =
             std::panic::catch_unwind(AssertUnwindSafe(|| service.call(method, body, reply)));
         let (service, name) = (service_name, name);
-        let fail = |observer: Option<Observer>, code: Code, message: &str| {
-            if let Some(observer) = observer {
-                observer.end(Outcome::Failed(code));
-            }
+        let chain = &self.chain;
+        let fail = |observer: Option<Passed>, code: Code, message: &str| {
+            end(chain, observer, Outcome::Failed(code));
             if id != ONEWAY_ID {
                 outbox.fail_call(id, code, message);
             }
@@ -138,17 +137,19 @@ impl Driver {
         // waits re-registers its waker when the spawned task polls it again.
         match Pin::new(&mut call).poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(Ok(())) => {
-                end(observer, Outcome::Returned);
+                end(&self.chain, observer, Outcome::Returned);
                 return Ok(());
             }
             Poll::Ready(Err(panic)) => {
-                end(observer, Outcome::Failed(Code::HandlerPanicked));
+                end(&self.chain, observer, Outcome::Failed(Code::HandlerPanicked));
                 panicked(outbox, id, service, name, &panic);
                 return Ok(());
             }
             Poll::Pending => {}
         }
         let outbox = outbox.clone();
+        let observer: Option<Observer> =
+            observer.zip(self.chain.as_ref()).map(|(passed, chain)| passed.observe(chain));
         let call = tracing::Instrument::instrument(call, span.clone());
         let handle = self.handlers.spawn(async move {
             let finished = match deadline {
@@ -171,7 +172,9 @@ impl Driver {
                     Outcome::Failed(Code::DeadlineExceeded)
                 }
             };
-            end(observer, outcome);
+            if let Some(observer) = observer {
+                observer.end(outcome);
+            }
         });
         self.proto.spawned(id, handle.id());
         self.tasks.insert(handle.id(), handle);
@@ -180,9 +183,9 @@ impl Driver {
 }
 
 /// Tells the interceptors, if any, how a call ended.
-fn end(observer: Option<Observer>, outcome: Outcome) {
-    if let Some(observer) = observer {
-        observer.end(outcome);
+fn end(chain: &Option<Chain>, passed: Option<Passed>, outcome: Outcome) {
+    if let (Some(chain), Some(passed)) = (chain, passed) {
+        passed.end(chain, outcome);
     }
 }
 

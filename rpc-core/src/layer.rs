@@ -91,52 +91,65 @@ pub trait Interceptor: Send + Sync + 'static {
 /// The interceptors of a server, in order.
 pub(crate) type Chain = Arc<[Arc<dyn Interceptor>]>;
 
-/// Runs every interceptor's `before`; on a rejection, the passed ones see `after` at once.
-pub(crate) fn before(chain: &Chain, call: &CallInfo<'_>) -> Result<Observer, Rejection> {
+/// Runs every interceptor's `before`; on a rejection, the ones that passed the call see
+/// `after` at once.
+pub(crate) fn before(chain: &Chain, call: &CallInfo<'_>) -> Result<Passed, Rejection> {
+    let start = Instant::now();
     for (i, interceptor) in chain.iter().enumerate() {
         if let Err(rejection) = interceptor.before(call) {
-            let passed = Observer::new(chain.clone(), i, call.service, call.method);
-            passed.end(Outcome::Failed(rejection.code));
+            let passed = Passed { passed: i, service: call.service, method: call.method, start };
+            passed.end(chain, Outcome::Failed(rejection.code));
             return Err(rejection);
         }
     }
-    Ok(Observer::new(chain.clone(), chain.len(), call.service, call.method))
+    Ok(Passed { passed: chain.len(), service: call.service, method: call.method, start })
 }
 
-/// A call that passed the interceptors: tells them how it ended, once. Dropped without
-/// [`Observer::end`], the call was abandoned.
-pub(crate) struct Observer {
-    chain: Chain,
+/// A call the interceptors passed, until they learn how it ended. Plain data, so a call that
+/// ends at once costs no reference count on the chain; [`Observer`] carries one that runs on.
+#[derive(Debug)]
+pub(crate) struct Passed {
     passed: usize,
     service: &'static str,
     method: &'static str,
     start: Instant,
-    ended: bool,
+}
+
+impl Passed {
+    /// Tells the interceptors that passed the call how it ended, last first.
+    pub(crate) fn end(self, chain: &Chain, outcome: Outcome) {
+        let took = self.start.elapsed();
+        for interceptor in chain[..self.passed].iter().rev() {
+            interceptor.after(self.service, self.method, outcome, took);
+        }
+    }
+
+    /// Carries the call onto its task, where it may also end by being dropped.
+    pub(crate) fn observe(self, chain: &Chain) -> Observer {
+        Observer { chain: chain.clone(), passed: Some(self) }
+    }
+}
+
+/// A [`Passed`] call running on its own task. Dropped without [`Observer::end`] (cancelled,
+/// connection lost, shutdown), the call was abandoned.
+pub(crate) struct Observer {
+    chain: Chain,
+    passed: Option<Passed>,
 }
 
 impl Observer {
-    fn new(chain: Chain, passed: usize, service: &'static str, method: &'static str) -> Observer {
-        Observer { chain, passed, service, method, start: Instant::now(), ended: false }
-    }
-
     /// The call ended with `outcome`.
     pub(crate) fn end(mut self, outcome: Outcome) {
-        self.report(outcome);
-    }
-
-    fn report(&mut self, outcome: Outcome) {
-        if std::mem::replace(&mut self.ended, true) {
-            return;
-        }
-        let took = self.start.elapsed();
-        for interceptor in self.chain[..self.passed].iter().rev() {
-            interceptor.after(self.service, self.method, outcome, took);
+        if let Some(passed) = self.passed.take() {
+            passed.end(&self.chain, outcome);
         }
     }
 }
 
 impl Drop for Observer {
     fn drop(&mut self) {
-        self.report(Outcome::Abandoned);
+        if let Some(passed) = self.passed.take() {
+            passed.end(&self.chain, Outcome::Abandoned);
+        }
     }
 }
