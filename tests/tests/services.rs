@@ -374,3 +374,22 @@ async fn the_shutdown_handle_stops_the_server_from_another_task() {
     within(task).await.unwrap().expect("stopped cleanly");
     assert!(GreeterClient::connect(&endpoint).await.is_err(), "no longer listening");
 }
+
+#[tokio::test]
+async fn a_request_meta_cut_short_or_with_a_key_that_is_not_utf8_closes_the_connection() {
+    let endpoint = serve_both(Vec::new()).await;
+    let method = GreeterClient::GREET_ID.to_le_bytes();
+    // Tag 6, id 1, method (u32 form), no deadline, then one entry whose key says 5 bytes.
+    let head = [&[6_u8, 1, 0xfc][..], &method, &[0xfd], &[0xff; 8], &[1, 5]].concat();
+    let cases = [
+        ([&head[..], b"tok"].concat(), "cut short"),
+        ([&head[..], &[b't', 0xff, b'k', b'e', b'n', 0]].concat(), "not UTF-8"),
+    ];
+    for (payload, expected) in cases {
+        let mut socket = raw(&endpoint).await;
+        socket.write_all(&common::frame(&payload)).await.unwrap();
+        let (code, message) = decode_close(&expect_frame(&mut socket).await);
+        assert_eq!(code, Code::ProtocolViolation.to_u32(), "{message}");
+        assert!(message.contains(expected), "{message}");
+    }
+}
