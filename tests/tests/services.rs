@@ -382,7 +382,7 @@ async fn a_request_meta_cut_short_or_with_a_key_that_is_not_utf8_closes_the_conn
     // Tag 6, id 1, method (u32 form), no deadline, then one entry whose key says 5 bytes.
     let head = [&[6_u8, 1, 0xfc][..], &method, &[0xfd], &[0xff; 8], &[1, 5]].concat();
     let cases = [
-        ([&head[..], b"tok"].concat(), "cut short"),
+        ([&head[..], b"tok"].concat(), "5 bytes with only 3 left"),
         ([&head[..], &[b't', 0xff, b'k', b'e', b'n', 0]].concat(), "not UTF-8"),
     ];
     for (payload, expected) in cases {
