@@ -146,7 +146,7 @@ fn check_oneway(method: &Method<'_>, errors: &mut Errors) {
         Some(_) => false,
     };
     if !returns_unit {
-        let output = method.output.map_or(oneway, |ty| syn::spanned::Spanned::span(ty));
+        let output = method.output.map_or(oneway, syn::spanned::Spanned::span);
         errors.push_span(
             output,
             format!(

@@ -1,5 +1,6 @@
 //! One server hosting several services on several listeners: routing, build-time clashes,
 //! per-call metadata, interceptors, one-way calls, trace context and the shutdown handle.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
