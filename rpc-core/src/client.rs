@@ -392,7 +392,7 @@ async fn handshake(
     // still be waiting to be read, and says more than the write error.
     let written = conn::write_all(&stream, hello).await;
     let mut reader = FrameReader::new(wire::MAX_HELLO);
-    let first = match next_frame(&stream, &mut reader).await {
+    let first = match conn::next_frame(&stream, &mut reader).await {
         Ok(Some(first)) => first,
         Ok(None) => return Err(written.err().map_or(Error::ConnectionClosed, Error::Io)),
         Err(e) => return Err(written.err().map_or(e, Error::Io)),
@@ -402,19 +402,6 @@ async fn handshake(
     written?;
     reader.set_max_frame(max_frame);
     Ok((stream, reader, peer_max))
-}
-
-/// Waits for the next frame. `Ok(None)` is a clean end of stream.
-async fn next_frame(stream: &Stream, reader: &mut FrameReader) -> Result<Option<Bytes>, Error> {
-    loop {
-        if let Some(frame) = reader.next_buffered()? {
-            return Ok(Some(frame));
-        }
-        stream.readable().await?;
-        if !reader.fill(|buf| stream.try_read_buf(buf))? {
-            return Ok(None);
-        }
-    }
 }
 
 /// The connection's reader task: routes responses to their calls until the connection ends,

@@ -21,6 +21,7 @@ use tokio::sync::futures::Notified;
 use crate::Error;
 use crate::codec::CodecError;
 use crate::net::Stream;
+use crate::proto::inbound::FrameReader;
 use crate::proto::outbound::{FLUSH_AT, HIGH_WATER, Outbound, State, Turn, Written};
 use crate::wire::Header;
 
@@ -253,4 +254,21 @@ pub(crate) async fn write_all(stream: &Stream, mut buf: BytesMut) -> io::Result<
         stream.writable().await?;
     }
     Ok(())
+}
+
+/// Waits for the next frame, before a connection has its reader loop (the hellos).
+/// `Ok(None)` is a clean end of stream.
+pub(crate) async fn next_frame(
+    stream: &Stream,
+    reader: &mut FrameReader,
+) -> Result<Option<bytes::Bytes>, Error> {
+    loop {
+        if let Some(frame) = reader.next_buffered()? {
+            return Ok(Some(frame));
+        }
+        stream.readable().await?;
+        if !reader.fill(|buf| stream.try_read_buf(buf))? {
+            return Ok(None);
+        }
+    }
 }

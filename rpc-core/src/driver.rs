@@ -19,10 +19,16 @@ use crate::layer::Chain;
 use crate::net::{Peer, Stream};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::{self, ServerConn, Step};
+use crate::ratelimit::RateLimit;
 use crate::router::Router;
 use crate::service::Sink;
 use crate::wire::{self, Header};
 use crate::{Code, Error, ServerConfig};
+
+/// Warnings about peers that broke the protocol: at most one line every few seconds, across
+/// every connection of the process, saying how many were held back.
+static BROKEN_PEERS: std::sync::Mutex<RateLimit> =
+    std::sync::Mutex::new(RateLimit::new(Duration::from_secs(5)));
 
 /// Answers a connection over the limit with an `Overloaded` Close frame.
 pub(crate) async fn refuse(stream: Stream, limit: usize) {
@@ -86,7 +92,7 @@ pub(crate) async fn serve_conn(
         let mut hello = BytesMut::new();
         wire::encode_hello(&mut hello, config.max_frame);
         conn::write_all(&stream, hello).await?;
-        let first = next_frame(&stream, &mut reader).await?.ok_or(Error::ConnectionClosed)?;
+        let first = conn::next_frame(&stream, &mut reader).await?.ok_or(Error::ConnectionClosed)?;
         wire::decode_hello(&first)
     };
     let handshake = tokio::time::timeout(config.handshake_timeout, handshake);
@@ -129,8 +135,15 @@ pub(crate) async fn serve_conn(
     let result = driver.run(&stream, &mut reader, &go_away, &hard_stop, timeouts).await;
     match &result {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
+        // A peer that resets is its own business; one that breaks the protocol is worth a
+        // warning, but not one per peer when thousands do it.
+        Err(e @ Error::Io(_)) => tracing::debug!(%peer, error = %e, "connection failed"),
         Err(e) => {
-            tracing::warn!(%peer, error = %e, "closing connection");
+            let now = Instant::now();
+            let warn = BROKEN_PEERS.lock().unwrap_or_else(|e| e.into_inner()).check(now);
+            if let Some(suppressed) = warn {
+                tracing::warn!(%peer, error = %e, suppressed, "closing connection");
+            }
             if let Some(code) = e.close_code() {
                 outbox.close_with(&Header::close(code, &e.to_string()));
             }
@@ -145,22 +158,6 @@ pub(crate) async fn serve_conn(
     // are dropped unanswered, and the client, having read our end of stream, knows from
     // GoAway's last id that they never started.
     discard_until_closed(&stream, Duration::from_secs(5)).await;
-}
-
-/// Waits for the next frame during the handshake. `Ok(None)` is a clean end of stream.
-async fn next_frame(
-    stream: &Stream,
-    reader: &mut FrameReader,
-) -> Result<Option<bytes::Bytes>, Error> {
-    loop {
-        if let Some(frame) = reader.next_buffered()? {
-            return Ok(Some(frame));
-        }
-        stream.readable().await?;
-        if !reader.fill(|buf| stream.try_read_buf(buf))? {
-            return Ok(None);
-        }
-    }
 }
 
 /// Where a connection's calls send their outcomes.

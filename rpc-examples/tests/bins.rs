@@ -288,6 +288,8 @@ fn server_help_shows_the_limit_flags_with_their_defaults() {
         ("--shutdown-grace <DURATION>", "[default: 30s]"),
         ("--max-connections <N>", "[default: 10000]"),
         ("--max-frame <SIZE>", "[default: 4MiB]"),
+        ("--frame-timeout <DURATION>", "[default: 30s]"),
+        ("--buffer-budget <SIZE>", "[default: 256MiB]"),
     ] {
         let at = help.find(flag).unwrap_or_else(|| panic!("{flag} missing from:\n{help}"));
         let entry = &help[at..];
@@ -305,6 +307,8 @@ fn server_refuses_a_bad_flag_value_with_a_clear_error() {
         ("--handshake-timeout", "0s", "must be more than 0s"),
         ("--max-connections", "0", "must be at least 1"),
         ("--shutdown-grace", "soon", "does not start with a number"),
+        ("--buffer-budget", "64KiB", "must be at least 1MiB"),
+        ("--frame-timeout", "0s", "must be more than 0s"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_calculator-server"))
             .args(["--listen", "tcp://127.0.0.1:0", flag, value])

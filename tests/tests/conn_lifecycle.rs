@@ -6,8 +6,8 @@
 mod common;
 
 use std::io::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -387,20 +387,6 @@ impl Service for BadName {
     fn call(&self, _: u32, body: &[u8], reply: Responder) -> Result<HandlerFuture, DispatchError> {
         let (v,): (u64,) = rpc_core::decode_args(body)?;
         Ok(Box::pin(async move { reply.send(&v) }))
-    }
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

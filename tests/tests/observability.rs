@@ -2,9 +2,9 @@
 //! connection events with the peer; handler panics with the method.
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use common::Captured;
 use rpc_core::{Client, Code, DispatchError, HandlerFuture, Responder, Server, Service};
 
 /// Method 1 logs an event from inside its handler and answers; method 2 panics.
@@ -46,21 +46,6 @@ impl Service for Chatty {
     }
 }
 
-/// Collects what the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn requests_run_in_a_span_naming_service_method_id_and_peer_and_panics_name_the_method() {
     let captured = Captured::default();
@@ -95,4 +80,47 @@ fn requests_run_in_a_span_naming_service_method_id_and_peer_and_panics_name_the_
     for field in ["method=\"explode\"", "boom 1"] {
         assert!(panic.contains(field), "{field} missing from {panic:?}");
     }
+}
+
+/// 50 peers that break the protocol, and 50 that reset: a WARN line or two, not a hundred,
+/// and none for the resets.
+#[test]
+fn broken_and_reset_peers_do_not_flood_the_log() {
+    use tokio::io::AsyncWriteExt;
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
+            let endpoint = server.local_endpoint().clone();
+            let addr = common::tcp_addr(&endpoint);
+            tokio::spawn(server.serve(Chatty));
+            for _ in 0..50 {
+                let mut broken = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                broken.write_all(&common::HELLO_4MIB).await.unwrap();
+                // An unknown message type: Close 11.
+                broken.write_all(&[0, 0, 0, 1, 0x63]).await.unwrap();
+                let _ = common::read_frame(&mut broken).await;
+                let _ = common::read_frame(&mut broken).await;
+                // Closed with the server's hello unread, and after our own: a reset.
+                let mut reset = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                reset.write_all(&common::HELLO_4MIB).await.unwrap();
+                reset.readable().await.unwrap();
+                drop(reset);
+            }
+            // The server still serves.
+            let client = Client::connect(&endpoint).await.unwrap();
+            assert_eq!(client.call::<_, u64>(1, &(7u64,)).await.unwrap(), 7);
+        });
+    });
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warnings = log.lines().filter(|l| l.contains("WARN")).count();
+    assert!((1..=2).contains(&warnings), "{warnings} warnings:\n{log}");
+    assert!(!log.contains("connection reset"), "{log}");
 }

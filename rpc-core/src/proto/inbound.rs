@@ -85,6 +85,7 @@ impl FrameReader {
     ) -> Result<bool, Error> {
         if self.buf.is_empty() && self.buf.capacity() > KEEP_AT_MOST {
             self.buf = BytesMut::new();
+            let _ = self.charge.set(0);
         }
         // Room for more of a frame whose head is in (one over the limit is refused before this
         // is reached), but at most as much again as has arrived: a peer that declares a large
@@ -95,13 +96,13 @@ impl FrameReader {
             .map_or(0, |size| (frame::HEAD_LEN + size).saturating_sub(self.buf.len()));
         let room = missing.min(self.buf.len().max(READ_CHUNK)).max(READ_CHUNK / 4);
         if self.buf.capacity() - self.buf.len() < room {
+            // Charged at growths only (the budget is one atomic shared by every connection):
+            // what the buffer needs from here on, which also gives back what frames split off
+            // took with them.
             let grow = room.max(READ_CHUNK);
-            self.charge.set(self.charge.bytes().max(self.buf.len() + grow))?;
+            self.charge.set(self.buf.len() + grow)?;
             self.buf.reserve(grow);
         }
-        // What the buffer holds now: less once frames were split off, more if `reserve` gave
-        // more than asked.
-        self.charge.set(self.buf.capacity())?;
         match read(&mut self.buf) {
             Ok(0) if self.buf.is_empty() => Ok(false),
             Ok(0) => Err(Error::Protocol(format!(

@@ -34,6 +34,11 @@ struct Args {
           default_value_t = HumanDuration(ServerConfig::default().idle_timeout))]
     idle_timeout: HumanDuration,
 
+    /// Time a frame has to arrive whole once its first bytes came (e.g. 10s, 1m)
+    #[arg(long, value_name = "DURATION", value_parser = positive,
+          default_value_t = HumanDuration(ServerConfig::default().frame_timeout))]
+    frame_timeout: HumanDuration,
+
     /// Time a new connection has to say hello (e.g. 500ms, 2s)
     #[arg(long, value_name = "DURATION", value_parser = positive,
           default_value_t = HumanDuration(ServerConfig::default().handshake_timeout))]
@@ -54,6 +59,12 @@ struct Args {
     #[arg(long, value_name = "SIZE", value_parser = frame_size,
           default_value_t = HumanSize(ServerConfig::default().max_frame))]
     max_frame: HumanSize,
+
+    /// Bytes all connections together may buffer (read buffers and queued answers); a
+    /// connection that would need more is closed as overloaded (e.g. 64MiB, 1GiB)
+    #[arg(long, value_name = "SIZE", value_parser = budget,
+          default_value_t = HumanSize(ServerConfig::default().buffer_budget))]
+    buffer_budget: HumanSize,
 }
 
 impl Args {
@@ -64,6 +75,8 @@ impl Args {
         config.shutdown_grace = self.shutdown_grace.0;
         config.max_connections = self.max_connections;
         config.max_frame = self.max_frame.0;
+        config.frame_timeout = self.frame_timeout.0;
+        config.buffer_budget = self.buffer_budget.0;
         config
     }
 }
@@ -82,6 +95,14 @@ fn at_least_one(input: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(format!("{e}; write a whole number, e.g. 1000")),
     }
+}
+
+fn budget(input: &str) -> Result<HumanSize, String> {
+    let size: HumanSize = input.parse()?;
+    if size.0 < 1 << 20 {
+        return Err("must be at least 1MiB: every connection needs room to read".to_owned());
+    }
+    Ok(size)
 }
 
 fn frame_size(input: &str) -> Result<HumanSize, String> {

@@ -320,3 +320,18 @@ pub fn garbage(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A `tracing` writer that keeps what a subscriber writes, for tests of log lines.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -48,6 +48,12 @@ impl Calculator {
         if let Some(ms) = settings.handshake_timeout_ms {
             config.handshake_timeout = Duration::from_millis(ms);
         }
+        if let Some(ms) = settings.idle_timeout_ms {
+            config.idle_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = settings.frame_timeout_ms {
+            config.frame_timeout = Duration::from_millis(ms);
+        }
         if let Some(n) = settings.max_connections {
             config.max_connections = n;
         }

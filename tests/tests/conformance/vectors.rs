@@ -93,6 +93,10 @@ pub struct ServerSettings {
     #[serde(default)]
     pub handshake_timeout_ms: Option<u64>,
     #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub frame_timeout_ms: Option<u64>,
+    #[serde(default)]
     pub max_connections: Option<usize>,
     #[serde(default)]
     pub refuse_peers: bool,
