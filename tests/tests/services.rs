@@ -21,6 +21,8 @@ use tokio::net::TcpStream;
 pub trait Greeter {
     /// A greeting.
     async fn greet(&self, ctx: &Context, name: String) -> String;
+    /// Never returns.
+    async fn wait(&self);
     /// The trace id the server saw, as hex; empty when the call carried none.
     async fn trace_id(&self, ctx: &Context) -> String;
 }
@@ -64,6 +66,9 @@ impl Greeter for Greet {
             Some("fr") => format!("bonjour {name}"),
             _ => format!("hello {name}"),
         }
+    }
+    async fn wait(&self) {
+        std::future::pending::<()>().await;
     }
     async fn trace_id(&self, ctx: &Context) -> String {
         tracing::info!("inside the traced handler");
@@ -260,6 +265,7 @@ fn metadata_a_client_could_not_send_is_refused_before_sending() {
 #[derive(Default)]
 struct Counts {
     returned: AtomicUsize,
+    abandoned: AtomicUsize,
     failed: AtomicUsize,
     rejected: AtomicUsize,
 }
@@ -277,6 +283,7 @@ impl Interceptor for Token {
     fn after(&self, _: &'static str, _: &'static str, outcome: Outcome, _: Duration) {
         match outcome {
             Outcome::Returned => self.0.returned.fetch_add(1, Ordering::SeqCst),
+            Outcome::Abandoned => self.0.abandoned.fetch_add(1, Ordering::SeqCst),
             _ => self.0.failed.fetch_add(1, Ordering::SeqCst),
         };
     }
@@ -307,6 +314,17 @@ async fn an_interceptor_rejects_calls_without_the_token_and_sees_the_others_end(
     assert_eq!(authorized.greet("ann".into()).await.unwrap(), "hello ann");
     assert_eq!(token.returned.load(Ordering::SeqCst), 1);
     assert_eq!(token.rejected.load(Ordering::SeqCst), 1);
+    assert_eq!(token.failed.load(Ordering::SeqCst), 0);
+    // A call its caller gives up on (a Cancel reaches the server) ends as abandoned.
+    let waiting = authorized.with_timeout(Duration::MAX);
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), waiting.wait()).await;
+    assert!(gave_up.is_err(), "wait never returns");
+    within(async {
+        while token.abandoned.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     assert_eq!(token.failed.load(Ordering::SeqCst), 0);
 }
 
