@@ -23,8 +23,9 @@
 //! - `client`: [`Client`]: the call path and the connection's reader task.
 //! - `calls`: the client's calls in flight: ids, results, the in-flight limit, deadlines.
 //! - `config`: [`ServerConfig`].
-//! - `server`: [`Server`] and [`ServerBuilder`]: listeners, accept loops, graceful shutdown
-//!   ([`ShutdownHandle`]).
+//! - `server`: [`Server`]: listeners, accept loops, graceful shutdown.
+//! - `builder`: [`ServerBuilder`] (several services, listeners, interceptors) and
+//!   [`ShutdownHandle`].
 //! - `router`: which of a server's services has a method id.
 //! - `layer`: [`Interceptor`]s, which see every call before dispatch and its outcome after.
 //! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
@@ -46,6 +47,7 @@
 
 mod accept;
 mod budget;
+mod builder;
 mod calls;
 mod client;
 mod codec;
@@ -75,6 +77,7 @@ pub mod wire;
 mod wire;
 
 pub use budget::DEFAULT_BUFFER_BUDGET;
+pub use builder::{ServerBuilder, ShutdownHandle};
 pub use client::{Client, ClientConfig};
 pub use config::ServerConfig;
 pub use context::Context;
@@ -85,7 +88,7 @@ pub use layer::{CallInfo, Interceptor, Outcome, Rejection};
 pub use metadata::Metadata;
 pub use net::{Keepalive, Peer};
 pub use rpc_macros::service;
-pub use server::{Server, ServerBuilder, ShutdownHandle};
+pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
 pub use trace::TraceContext;
 pub use wire::MIN_MAX_FRAME;
