@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Authorizer;
-use crate::layer::Interceptor;
+use crate::intercept::Interceptor;
 use crate::net::{Listener, Peer};
 use crate::router::Router;
 use crate::service::Service;

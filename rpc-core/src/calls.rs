@@ -47,7 +47,15 @@ pub(crate) struct Calls {
     alarm_moved: Notify,
     /// Set once the connection is gone; the watchdog stops.
     closed: AtomicBool,
+    /// The `last_id` of the server's GoAway ([`NO_GOAWAY`] before one): calls above it never
+    /// started. Set before new calls are refused, so whoever is refused sees it.
+    last_started: AtomicU64,
+    /// Wakes whoever manages the connection (`reconnect`): GoAway came, or the connection closed.
+    changed: Notify,
 }
+
+/// [`Calls::last_started`] until the server sends GoAway.
+const NO_GOAWAY: u64 = u64::MAX;
 
 /// A value on a cache line of its own, so that writes to it do not slow down other threads
 /// using its neighbours.
@@ -69,8 +77,8 @@ struct ShardState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
-    /// The server sent GoAway: calls with higher ids than `last_id` never started.
-    GoingAway { last_id: u64 },
+    /// The server sent GoAway (its `last_id` is in [`Calls::last_started`]).
+    GoingAway,
     /// The connection is gone.
     Closed,
 }
@@ -104,6 +112,33 @@ impl Calls {
             epoch: Instant::now(),
             alarm_moved: Notify::new(),
             closed: AtomicBool::new(false),
+            last_started: AtomicU64::new(NO_GOAWAY),
+            changed: Notify::new(),
+        }
+    }
+
+    /// Calls registered and not yet removed.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.0.load(Ordering::Acquire)
+    }
+
+    /// Whether new calls may start here: no GoAway came and the connection is open.
+    pub(crate) fn usable(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && self.last_started.load(Ordering::Acquire) == NO_GOAWAY
+    }
+
+    /// Whether call `id`, which ended in an error, certainly never started on the server: its
+    /// id is above the last one the server's GoAway says it took.
+    pub(crate) fn never_started(&self, id: u64) -> bool {
+        id > self.last_started.load(Ordering::Acquire)
+    }
+
+    /// Waits until the connection stops being [`Calls::usable`]. For one waiter at a time:
+    /// a change while nobody waits is kept for the next wait.
+    pub(crate) async fn unusable(&self) {
+        while self.usable() {
+            self.changed.notified().await;
         }
     }
 
@@ -136,7 +171,7 @@ impl Calls {
             self.release_slot();
             return Err(match refusal {
                 Refusal::Closed => Error::ConnectionClosed,
-                Refusal::GoingAway { .. } => Error::Remote {
+                Refusal::GoingAway => Error::Remote {
                     code: Code::ShuttingDown,
                     message: "the server is shutting down (it sent GoAway)".to_owned(),
                 },
@@ -152,11 +187,6 @@ impl Calls {
             self.alarm_moved.notify_one();
         }
         Ok(Some(Registered { id, concurrent: before > 0 }))
-    }
-
-    /// Whether the connection is gone.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::SeqCst)
     }
 
     /// Waits until a slot may be free or `deadline` passes (`false`). Callers that find no
@@ -258,8 +288,11 @@ impl Calls {
     /// The server sent GoAway: new calls are refused, calls in flight go on; those with ids
     /// above `last_id` never started, and end as such if the connection closes first.
     pub(crate) fn go_away(&self, last_id: u64) {
+        // The lowest wins should a server send GoAway twice: a call above either never started.
+        self.last_started.fetch_min(last_id, Ordering::AcqRel);
+        self.changed.notify_one();
         for k in 0..SHARDS {
-            self.lock_shard(k).refused.get_or_insert(Refusal::GoingAway { last_id });
+            self.lock_shard(k).refused.get_or_insert(Refusal::GoingAway);
         }
     }
 
@@ -271,21 +304,23 @@ impl Calls {
             let mut shard = self.lock_shard(k);
             // After a GoAway, later callers keep hearing that the server went away, which
             // says more than that the connection closed.
-            let started = match shard.refused {
-                Some(Refusal::GoingAway { last_id }) => last_id,
-                _ => {
-                    shard.refused = Some(Refusal::Closed);
-                    u64::MAX
-                }
-            };
+            if shard.refused != Some(Refusal::GoingAway) {
+                shard.refused = Some(Refusal::Closed);
+            }
             for (&id, slot) in shard.pending.iter_mut() {
                 if let Slot::Waiting { waker, .. } = slot {
                     wakers.extend(waker.take());
-                    *slot = Slot::Done(Err(if id > started { never_started() } else { error() }));
+                    let never_started = self.never_started(id);
+                    *slot = Slot::Done(Err(if never_started {
+                        never_started_error()
+                    } else {
+                        error()
+                    }));
                 }
             }
         }
         self.alarm_moved.notify_one();
+        self.changed.notify_one();
         // Queued callers look again and find the connection closed.
         self.slot_freed.notify_waiters();
         wakers.into_iter().for_each(Waker::wake);
@@ -350,7 +385,7 @@ impl Calls {
 }
 
 /// The error of a call that the server, going away, never started: it is safe to send again.
-fn never_started() -> Error {
+fn never_started_error() -> Error {
     Error::Remote {
         code: Code::ShuttingDown,
         message: "the server shut down before the call started; it is safe to send again"

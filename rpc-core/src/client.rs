@@ -1,14 +1,11 @@
-//! The client: one connection, many concurrent calls matched to responses by request id.
+//! One client connection: many concurrent calls matched to responses by request id.
 
-use std::borrow::Cow;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -18,18 +15,19 @@ use crate::net::Stream;
 use crate::proto::client::{self as proto, Event};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::NO_DEADLINE;
+use crate::reconnect::Reconnect;
 use crate::service::ONEWAY_ID;
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
-use crate::{Code, Endpoint, Error, Keepalive, Metadata, ToEndpoint, TraceContext, frame};
+use crate::{Endpoint, Error, Keepalive, Metadata, frame};
 
-/// How a [`Client`] connects and calls. Every field has a safe default.
+/// How a [`Client`](crate::Client) connects and calls. Every field has a safe default.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
     /// Time allowed to connect and exchange hellos. Default: 10 s.
     pub connect_timeout: Duration,
-    /// Deadline of each call unless overridden with [`Client::with_timeout`]; a timeout too
+    /// Deadline of each call unless overridden with [`Client::with_timeout`](crate::Client::with_timeout); a timeout too
     /// large to be a point in time (such as `Duration::MAX`) means no deadline. Default: 30 s.
     pub call_timeout: Duration,
     /// The largest response frame accepted, in bytes. Default: [`frame::DEFAULT_MAX_FRAME`] (4 MiB).
@@ -41,6 +39,9 @@ pub struct ClientConfig {
     /// noticed and the pending calls end; `None` turns it off. Default:
     /// [`Keepalive::default()`] (a dead peer is noticed within 90 s).
     pub tcp_keepalive: Option<Keepalive>,
+    /// What to do when the connection is lost or the server sends GoAway: reconnect with
+    /// backoff, and whether calls wait meanwhile. Default: [`Reconnect::default()`].
+    pub reconnect: Reconnect,
 }
 
 impl Default for ClientConfig {
@@ -51,32 +52,33 @@ impl Default for ClientConfig {
             max_frame: frame::DEFAULT_MAX_FRAME,
             max_in_flight: 1024,
             tcp_keepalive: Some(Keepalive::default()),
+            reconnect: Reconnect::default(),
         }
     }
 }
 
-/// A connection to a server. Cheap to clone; all clones share the connection, and any number
-/// of tasks may call through it at once. The connection closes when the last clone is dropped.
-///
-/// Usually wrapped by a generated `FooClient`; [`Client::call`] is the untyped entry point.
+/// One connection to a server; the [`Client`](crate::Client) handle manages these (see
+/// `reconnect`). Cheap to clone; the connection closes when the last clone is dropped.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Connection {
     handle: Arc<Handle>,
-    timeout: Duration,
-    /// Sent with every call of this handle; `None` (the default) sends plain requests.
-    metadata: Option<Arc<Metadata>>,
 }
 
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("endpoint", &self.handle.shared.endpoint.to_string())
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+/// A call that failed, and whether the server may have started it.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) error: Error,
+    /// `false` when the call certainly never ran: never sent, or above the GoAway's `last_id`.
+    pub(crate) started: bool,
+}
+
+impl Failed {
+    fn unsent(error: Error) -> Failed {
+        Failed { error, started: false }
     }
 }
 
-/// Owned by the clones of one `Client`; dropping the last one ends the connection.
+/// Owned by the clones of one `Connection`; dropping the last one ends the connection.
 struct Handle {
     shared: Arc<Shared>,
 }
@@ -95,26 +97,15 @@ struct Shared {
     user_gone: Notify,
 }
 
-impl Client {
-    /// Connects to `endpoint` with the default [`ClientConfig`].
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), rpc_core::Error> {
-    /// let client = rpc_core::Client::connect("tcp://127.0.0.1:7878").await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn connect(endpoint: impl ToEndpoint) -> Result<Client, Error> {
-        Client::connect_with(endpoint, ClientConfig::default()).await
-    }
-
+impl Connection {
     /// Connects to `endpoint`: opens the socket and exchanges hellos within
     /// `config.connect_timeout`.
-    pub async fn connect_with(
-        endpoint: impl ToEndpoint,
-        config: ClientConfig,
-    ) -> Result<Client, Error> {
-        let endpoint = endpoint.to_endpoint()?;
-        let handshake = handshake(&endpoint, &config);
+    pub(crate) async fn open(
+        endpoint: &Endpoint,
+        config: &ClientConfig,
+    ) -> Result<Connection, Error> {
+        let endpoint = endpoint.clone();
+        let handshake = handshake(&endpoint, config);
         let (stream, reader, peer_max) = tokio::time::timeout(config.connect_timeout, handshake)
             .await
             .map_err(|_| Error::ConnectTimeout {
@@ -135,128 +126,68 @@ impl Client {
             watched.calls.watchdog(|id| watched.cancel(id)).await;
         });
         spawn_logged("client reader", read_loop(shared.clone(), stream, reader));
-        let handle = Arc::new(Handle { shared });
-        Ok(Client { handle, timeout: config.call_timeout, metadata: None })
+        Ok(Connection { handle: Arc::new(Handle { shared }) })
     }
 
-    /// A handle on the same connection whose calls have deadline `timeout`; one too large to
-    /// be a point in time (such as `Duration::MAX`) means no deadline.
-    pub fn with_timeout(&self, timeout: Duration) -> Client {
-        Client { timeout, ..self.clone() }
+    /// Whether new calls may start on this connection (no GoAway, not closed).
+    pub(crate) fn usable(&self) -> bool {
+        self.handle.shared.calls.usable()
     }
 
-    /// A handle on the same connection whose calls carry `metadata` (replacing this
-    /// handle's), such as an authentication token; see [`Metadata`] for its limits.
-    pub fn with_metadata(&self, metadata: Metadata) -> Client {
-        let metadata = (!metadata.is_empty()).then(|| Arc::new(metadata));
-        Client { metadata, ..self.clone() }
-    }
-
-    /// The metadata this handle sends with each call.
-    pub fn metadata(&self) -> &Metadata {
-        self.metadata.as_deref().unwrap_or(Metadata::empty())
-    }
-
-    /// Sends a one-way call of `method` with the encoded argument tuple `args`: returns once
-    /// the request is handed to the connection (written, or queued behind other writes), and
-    /// no reply ever comes. The handle's timeout goes along as the call's budget, after which
-    /// the server stops the call; whether the call ran, and how it ended, the caller never
-    /// learns. Errors are local only: the connection is closed, or the arguments or metadata
-    /// could not be encoded.
-    pub async fn call_oneway<A: Serialize + ?Sized>(
+    /// Sends a one-way request (id 0): nothing is registered, and nothing comes back.
+    pub(crate) fn send_oneway(
         &self,
         method: u32,
-        args: &A,
+        body: impl FnOnce(&mut bytes::BytesMut) -> Result<(), crate::codec::CodecError>,
+        deadline: Option<Instant>,
+        budget: Duration,
+        metadata: Option<&Metadata>,
     ) -> Result<(), Error> {
         let shared = &self.handle.shared;
-        let deadline = Instant::now().checked_add(self.timeout);
-        let budget_us = budget_us(deadline, self.timeout);
-        let metadata = self.call_metadata()?;
-        let span =
-            tracing::debug_span!("rpc.oneway", method = method, trace_id = tracing::field::Empty);
-        record_trace(&span, metadata.as_deref());
-        let _entered = span.enter();
-        if shared.calls.is_closed() {
+        if !shared.calls.usable() {
             return Err(Error::ConnectionClosed);
         }
-        let header = request_header(ONEWAY_ID, method, budget_us, metadata.as_deref());
-        shared.outbox.send(&header, wire::body(args))
+        let header = request_header(ONEWAY_ID, method, budget_us(deadline, budget), metadata);
+        shared.outbox.send(&header, body)
     }
 
-    /// The metadata of one call: this handle's, plus a child `traceparent` when the task is
-    /// in a trace ([`trace::in_trace`](crate::trace::in_trace)). `None` when there is none.
-    fn call_metadata(&self) -> Result<Option<Cow<'_, Metadata>>, Error> {
-        let Some(parent) = crate::trace::current() else {
-            return Ok(self.metadata.as_deref().map(Cow::Borrowed));
-        };
-        let mut metadata = self.metadata.as_deref().cloned().unwrap_or_default();
-        metadata.insert(crate::trace::TRACEPARENT, parent.child().to_string())?;
-        Ok(Some(Cow::Owned(metadata)))
+    /// Whether calls are in flight here.
+    pub(crate) fn busy(&self) -> bool {
+        self.handle.shared.calls.in_flight() > 0
     }
 
-    /// The deadline this handle gives each call.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
+    /// Waits until new calls may no longer start here: GoAway came, or the connection ended.
+    pub(crate) async fn unusable(&self) {
+        self.handle.shared.calls.unusable().await;
     }
 
-    /// The endpoint this client connected to.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.handle.shared.endpoint
-    }
-
-    /// Calls `method` with the encoded argument tuple `args` and decodes the result as `R`.
+    /// Sends `method` with the argument tuple that `body` encodes and waits for its encoded
+    /// result. `budget` is the time left to `deadline`, sent to the server.
     ///
-    /// Ends with [`Error::DeadlineExceeded`] when the deadline passes first. Dropping the
-    /// returned future cancels the call on the server.
-    pub async fn call<A, R>(&self, method: u32, args: &A) -> Result<R, Error>
-    where
-        A: Serialize + ?Sized,
-        R: DeserializeOwned,
-    {
-        let deadline = Instant::now().checked_add(self.timeout);
-        let metadata = self.call_metadata()?;
-        let span =
-            tracing::debug_span!("rpc.call", method = method, trace_id = tracing::field::Empty);
-        record_trace(&span, metadata.as_deref());
-        let call = self.call_raw(method, args, deadline, metadata.as_deref());
-        // Without a subscriber that wants it, the span is not entered on every poll.
-        let result = if span.is_disabled() {
-            call.await
-        } else {
-            tracing::Instrument::instrument(call, span).await
-        };
-        match result {
-            Ok(body) => wire::decode_body(&body).map_err(Error::Decode),
-            // The server may notice the deadline a moment before we do; it is the same event.
-            Err(
-                Error::Remote { code: Code::DeadlineExceeded, .. } | Error::DeadlineExceeded(_),
-            ) => Err(Error::DeadlineExceeded(self.timeout)),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn call_raw<A: Serialize + ?Sized>(
+    /// Ends with `DeadlineExceeded` when the deadline passes first. Dropping the returned
+    /// future cancels the call on the server.
+    pub(crate) async fn call_raw(
         &self,
         method: u32,
-        args: &A,
+        body: impl FnOnce(&mut bytes::BytesMut) -> Result<(), crate::codec::CodecError>,
         deadline: Option<Instant>,
+        mut budget: Duration,
         metadata: Option<&Metadata>,
-    ) -> Result<Bytes, Error> {
+    ) -> Result<Bytes, Failed> {
         let shared = &self.handle.shared;
-        // The budget sent is the time left: the whole timeout, less any wait for a slot.
-        let mut budget = self.timeout;
         let Registered { id, concurrent } = loop {
             // Registered with the waker of the poll running now (the call waits for it).
             let register = |cx: &mut std::task::Context<'_>| {
                 Poll::Ready(shared.calls.register(deadline, cx.waker()))
             };
-            if let Some(registered) = poll_fn(register).await? {
+            // A refusal (GoAway, closed) means the call was never sent.
+            if let Some(registered) = poll_fn(register).await.map_err(Failed::unsent)? {
                 break registered;
             }
             // Only a caller that waits for a slot needs a timer of its own; a registered
             // call's deadline is kept by the connection's watchdog.
             if !shared.calls.wait_for_slot(deadline).await {
-                return Err(Error::DeadlineExceeded(self.timeout));
+                return Err(Failed::unsent(Error::DeadlineExceeded(budget)));
             }
             budget = deadline.map_or(budget, |d| d.saturating_duration_since(Instant::now()));
         };
@@ -270,7 +201,7 @@ impl Client {
         if concurrent {
             // Other calls are in flight, so more callers are likely runnable right now: let
             // them queue their requests too, and write them all with one syscall.
-            let flush = shared.outbox.send_deferred(&request, wire::body(args))?;
+            let flush = shared.outbox.send_deferred(&request, body).map_err(Failed::unsent)?;
             guard.sent = true;
             if let Some(flush) = flush {
                 // The request may leave with another task's write and be answered meanwhile;
@@ -281,7 +212,7 @@ impl Client {
             }
         } else {
             // A lone call goes out at once: nothing to wait for but latency.
-            shared.outbox.send(&request, wire::body(args))?;
+            shared.outbox.send(&request, body).map_err(Failed::unsent)?;
             guard.sent = true;
         }
         poll_fn(|cx| {
@@ -294,6 +225,7 @@ impl Client {
             result
         })
         .await
+        .map_err(|error| Failed { error, started: !shared.calls.never_started(id) })
     }
 }
 
@@ -315,20 +247,12 @@ fn request_header<'a>(
 ) -> Header<'a> {
     match metadata {
         None => Header::Request { id, method, budget_us },
-        Some(metadata) => {
-            Header::RequestMeta { id, method, budget_us, metadata: Cow::Borrowed(metadata) }
-        }
-    }
-}
-
-/// Records the trace id of the call's `traceparent`, if any, on its span.
-fn record_trace(span: &tracing::Span, metadata: Option<&Metadata>) {
-    if span.is_disabled() {
-        return;
-    }
-    let trace = metadata.and_then(|m| m.get_str(crate::trace::TRACEPARENT));
-    if let Some(trace) = trace.and_then(TraceContext::parse) {
-        span.record("trace_id", trace.trace_id_hex());
+        Some(metadata) => Header::RequestMeta {
+            id,
+            method,
+            budget_us,
+            metadata: std::borrow::Cow::Borrowed(metadata),
+        },
     }
 }
 

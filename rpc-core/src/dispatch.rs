@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::Driver;
 use crate::conn::Outbox;
-use crate::layer::{self, CallInfo, Chain, Observer, Outcome, Passed};
+use crate::intercept::{self, CallInfo, Chain, Observer, Outcome, Passed};
 use crate::proto::server;
 use crate::service::{DispatchError, ONEWAY_ID, Responder, Sink};
 use crate::task::{CatchUnwind, panic_message};
@@ -80,7 +80,7 @@ impl Driver {
                     deadline,
                     oneway: id == ONEWAY_ID,
                 };
-                match layer::before(chain, &info) {
+                match intercept::before(chain, &info) {
                     Ok(passed) => Some(passed),
                     Err(rejection) => {
                         if id != ONEWAY_ID {

@@ -15,7 +15,7 @@ use tokio_util::task::AbortOnDropHandle;
 use crate::codec::CodecError;
 use crate::config::Authorizer;
 use crate::conn::{self, Outbox};
-use crate::layer::Chain;
+use crate::intercept::Chain;
 use crate::net::{Peer, Stream};
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::{self, ServerConn, Step};

@@ -97,6 +97,11 @@ pub enum Error {
         /// The server's explanation.
         message: String,
     },
+    /// A tower layer between the client and the connection refused or failed the call (a
+    /// load shed, a rate limit, a layer of the user's). Only from a client made with
+    /// [`Client::from_service`](crate::Client::from_service).
+    #[error("{0}")]
+    Layer(tower::BoxError),
 }
 
 impl Error {
@@ -214,10 +219,24 @@ impl std::fmt::Display for Code {
 }
 
 impl Error {
-    /// A copy of a connection-level error, for each of the calls it ends.
+    /// A copy of an error: a connection-level one for each of the calls it ends, a failed
+    /// connection attempt for each caller that asks.
     pub(crate) fn duplicate(&self) -> Error {
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
         match self {
-            Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
+            Error::Io(e) => Error::Io(io(e)),
+            Error::InvalidEndpoint { input, reason } => {
+                Error::InvalidEndpoint { input: input.clone(), reason: reason.clone() }
+            }
+            Error::Connect { endpoint, source } => {
+                Error::Connect { endpoint: endpoint.clone(), source: io(source) }
+            }
+            Error::ConnectTimeout { endpoint, timeout } => {
+                Error::ConnectTimeout { endpoint: endpoint.clone(), timeout: *timeout }
+            }
+            Error::Bind { endpoint, source } => {
+                Error::Bind { endpoint: endpoint.clone(), source: io(source) }
+            }
             Error::FrameTooLarge { size, limit } => {
                 Error::FrameTooLarge { size: *size, limit: *limit }
             }
@@ -232,6 +251,7 @@ impl Error {
             Error::DeadlineExceeded(d) => Error::DeadlineExceeded(*d),
             Error::Encode(m) => Error::Encode(m.clone()),
             Error::Decode(m) => Error::Decode(m.clone()),
+            Error::Layer(e) => Error::Layer(e.to_string().into()),
             _ => Error::ConnectionClosed,
         }
     }

@@ -5,6 +5,11 @@
 //! `FooServer`; this crate is what those stand on. See the repository's README for a complete
 //! example and WIRE.md for the protocol.
 //!
+//! A [`Client`] reconnects on its own and hands calls over to a new connection when its server
+//! sends GoAway ([`Reconnect`]); it is a `tower::Service` of [`Call`]s, [`Client::from_service`]
+//! puts tower layers under a generated client, and [`Client::balanced`] spreads calls over
+//! several servers.
+//!
 //! # Layout
 //! Sockets:
 //! - `endpoint`: `tcp://…` / `unix:…` addresses, parsed and displayed ([`Endpoint`]).
@@ -20,14 +25,19 @@
 //!
 //! The I/O around it:
 //! - `conn`: a connection's writing: the outbound state machine driven by senders and a writer task.
-//! - `client`: [`Client`]: the call path and the connection's reader task.
+//! - `client`: one connection of a client: the call path and the connection's reader task.
+//! - `handle`: [`Client`], the handle users call through, and which failed calls go again.
+//! - `reconnect`: the connection manager: reconnect, GoAway handoff, [`ConnectionState`].
+//! - `backoff`: delays between connection attempts ([`Backoff`]), without clocks.
+//! - `layer`: tower glue: [`Client`] as a `tower::Service` of [`Call`]s, clients over stacks.
+//! - `balance`: a client over several endpoints with `tower::balance::p2c`.
 //! - `calls`: the client's calls in flight: ids, results, the in-flight limit, deadlines.
 //! - `config`: [`ServerConfig`].
 //! - `server`: [`Server`]: listeners, accept loops, graceful shutdown.
 //! - `builder`: [`ServerBuilder`] (several services, listeners, interceptors) and
 //!   [`ShutdownHandle`].
 //! - `router`: which of a server's services has a method id.
-//! - `layer`: [`Interceptor`]s, which see every call before dispatch and its outcome after.
+//! - `intercept`: [`Interceptor`]s, which see every call before dispatch and its outcome after.
 //! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
 //! - `budget`: the process-wide budget for bytes buffered on behalf of peers.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
@@ -46,6 +56,8 @@
 //!   tests; not a public API.
 
 mod accept;
+mod backoff;
+mod balance;
 mod budget;
 mod builder;
 mod calls;
@@ -59,11 +71,14 @@ mod endpoint;
 mod error;
 mod fdlimit;
 mod frame;
+mod handle;
+mod intercept;
 mod layer;
 pub mod metadata;
 mod net;
 mod proto;
 mod ratelimit;
+mod reconnect;
 mod router;
 mod server;
 mod service;
@@ -76,20 +91,25 @@ pub mod wire;
 #[cfg(not(feature = "internals"))]
 mod wire;
 
+pub use backoff::Backoff;
 pub use budget::DEFAULT_BUFFER_BUDGET;
 pub use builder::{ServerBuilder, ShutdownHandle};
-pub use client::{Client, ClientConfig};
+pub use client::ClientConfig;
 pub use config::ServerConfig;
 pub use context::Context;
 pub use endpoint::{Endpoint, ToEndpoint};
 pub use error::{Code, Error};
 pub use frame::DEFAULT_MAX_FRAME;
-pub use layer::{CallInfo, Interceptor, Outcome, Rejection};
+pub use handle::Client;
+pub use intercept::{CallInfo, Interceptor, Outcome, Rejection};
+pub use layer::Call;
 pub use metadata::Metadata;
 pub use net::{Keepalive, Peer};
+pub use reconnect::{ConnectionState, Reconnect};
 pub use rpc_macros::service;
 pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
+pub use tower;
 pub use trace::TraceContext;
 pub use wire::MIN_MAX_FRAME;
 

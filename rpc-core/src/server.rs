@@ -13,7 +13,7 @@ use crate::accept::Acceptor;
 use crate::builder::{ServerBuilder, ShutdownHandle};
 use crate::config::Authorizer;
 use crate::driver::serve_conn;
-use crate::layer::{Chain, Interceptor};
+use crate::intercept::{Chain, Interceptor};
 use crate::net::{Listener, Peer};
 use crate::router::Router;
 use crate::service::Service;

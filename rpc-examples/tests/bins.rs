@@ -387,7 +387,11 @@ async fn sigterm_under_pipelined_load_answers_every_call_or_says_shutting_down()
     let stop = Arc::new(AtomicBool::new(false));
     let mut callers = tokio::task::JoinSet::new();
     for _ in 0..8 {
-        let calc = rpc_examples::CalculatorClient::connect(&endpoint).await.unwrap();
+        // One connection each, never replaced: the test counts what the server says to them.
+        let mut config = rpc_core::ClientConfig::default();
+        config.reconnect = rpc_core::Reconnect::disabled();
+        let client = rpc_core::Client::connect_with(&endpoint, config).await.unwrap();
+        let calc = rpc_examples::CalculatorClient::new(client);
         // 16 calls in flight per client, each caller looping until the server has gone.
         for task in 0..16_i64 {
             let (calc, answered, refused, stop) =

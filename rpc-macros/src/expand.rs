@@ -94,7 +94,9 @@ fn client(service: &Service<'_>) -> TokenStream {
          returns `Result<T, rpc_core::Error>`, where `T` is what the method declares and the \
          error is the framework's (transport, deadline, unknown method, …); a method declared \
          `-> Result<T, E>` gives `Ok(Err(e))` for an application error.\n\n Cheap to clone: \
-         clones share one connection, and calls from many tasks are in flight at once.",
+         clones share one connection, and calls from many tasks are in flight at once. It \
+         reconnects on its own (see `rpc_core::Client`); methods marked `#[rpc(idempotent)]` \
+         are sent again after a lost connection, others only when the server never started them.",
         name = service.name
     );
     let ids = service.methods.iter().map(|method| {
@@ -179,14 +181,17 @@ fn client_method(service: &Service<'_>, method: &Method<'_>) -> TokenStream {
     };
     let (inputs, output_span) = wire_spans(method);
     // Spanned on the user's tokens, so that "`T: Serialize` is not satisfied" points at them.
-    let call = Ident::new("call", output_span);
-    let call = match method.options.oneway {
-        Some(_) => {
-            let call = Ident::new("call_oneway", output_span);
-            quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#names,)*)).await)
-        }
-        None => quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#names,)*)).await),
+    // An idempotent method may be sent again after its connection is lost; a one-way one
+    // sends its request and waits for no reply.
+    let call = if method.options.oneway.is_some() {
+        "call_oneway"
+    } else if method.options.idempotent.is_some() {
+        "call_idempotent"
+    } else {
+        "call"
     };
+    let call = Ident::new(call, output_span);
+    let call = quote_spanned!(inputs=> self.client.#call(Self::#id, &(#(#names,)*)).await);
     quote! {
         #(#cfgs)*
         #docs

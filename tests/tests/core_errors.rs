@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use rpc_core::{Client, ClientConfig, Code, Error, ServerConfig};
+use rpc_core::{Client, Code, Error, ServerConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
@@ -18,7 +18,7 @@ async fn still_works(client: &Client) {
 #[tokio::test]
 async fn unknown_method_is_refused_and_the_connection_stays_usable() {
     let server = start("tcp://127.0.0.1:0").await;
-    let client = Client::connect(&server.endpoint).await.unwrap();
+    let client = connect_once(&server.endpoint).await.unwrap();
     let err = client.call::<_, i64>(UNKNOWN, &(1_i64,)).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::UnknownMethod), "{err:?}");
     assert!(err.to_string().contains("0x00000bad"), "the message names the id: {err}");
@@ -29,7 +29,7 @@ async fn unknown_method_is_refused_and_the_connection_stays_usable() {
 #[tokio::test]
 async fn arguments_of_the_wrong_types_are_a_bad_request_and_the_connection_stays_usable() {
     let server = start("tcp://127.0.0.1:0").await;
-    let client = Client::connect(&server.endpoint).await.unwrap();
+    let client = connect_once(&server.endpoint).await.unwrap();
     // A string whose length runs past the end of the body.
     let err = client.call::<_, String>(ECHO, &(5_u8,)).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::BadRequest), "{err:?}");
@@ -47,7 +47,7 @@ async fn arguments_of_the_wrong_types_are_a_bad_request_and_the_connection_stays
 #[tokio::test]
 async fn trailing_bytes_after_the_arguments_are_a_bad_request() {
     let server = start("tcp://127.0.0.1:0").await;
-    let client = Client::connect(&server.endpoint).await.unwrap();
+    let client = connect_once(&server.endpoint).await.unwrap();
     let err = client.call::<_, i64>(ADD, &(1_i64, 2_i64, 3_i64)).await.unwrap_err();
     assert_eq!(err.code(), Some(Code::BadRequest), "{err:?}");
     assert!(err.to_string().contains("trailing"), "{err}");
@@ -58,8 +58,8 @@ async fn trailing_bytes_after_the_arguments_are_a_bad_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_panic_is_an_error_and_the_server_keeps_serving() {
     let server = start("tcp://127.0.0.1:0").await;
-    let client = Client::connect(&server.endpoint).await.unwrap();
-    let other = Client::connect(&server.endpoint).await.unwrap();
+    let client = connect_once(&server.endpoint).await.unwrap();
+    let other = connect_once(&server.endpoint).await.unwrap();
     for method in [PANIC, PANIC_LATER] {
         let err = client.call::<_, ()>(method, &("boom".to_owned(),)).await.unwrap_err();
         assert_eq!(err.code(), Some(Code::HandlerPanicked), "{err:?}");
@@ -67,7 +67,7 @@ async fn a_handler_panic_is_an_error_and_the_server_keeps_serving() {
         still_works(&client).await;
         still_works(&other).await;
     }
-    still_works(&Client::connect(&server.endpoint).await.unwrap()).await;
+    still_works(&connect_once(&server.endpoint).await.unwrap()).await;
     server.stop().await.unwrap();
 }
 
@@ -80,7 +80,7 @@ async fn refuses_new_calls(client: &Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborting_the_server_task_ends_pending_calls_and_later_calls_fail_fast() {
     let mut server = start("tcp://127.0.0.1:0").await;
-    let client = Client::connect(&server.endpoint).await.unwrap();
+    let client = connect_once(&server.endpoint).await.unwrap();
     let pending: Vec<_> = (0..3_u64)
         .map(|v| {
             let client = client.clone();
@@ -112,7 +112,7 @@ async fn a_peer_closing_the_socket_ends_pending_calls_and_later_calls_fail_fast(
         }
         // Dropped with nothing unread: a clean end of stream for the client.
     });
-    let client = Client::connect(endpoint.as_str()).await.unwrap();
+    let client = connect_once(endpoint.as_str()).await.unwrap();
     let pending: Vec<_> = (0..3_u64)
         .map(|v| {
             let client = client.clone();
@@ -132,7 +132,7 @@ async fn an_oversized_request_fails_that_call_only() {
     let mut config = ServerConfig::default();
     config.max_frame = 1024;
     let server = start_with("tcp://127.0.0.1:0", config).await;
-    let client = Client::connect(&server.endpoint).await.unwrap();
+    let client = connect_once(&server.endpoint).await.unwrap();
     let err = client.call::<_, String>(ECHO, &("x".repeat(2000),)).await.unwrap_err();
     match err {
         Error::FrameTooLarge { size, limit } => {
@@ -151,7 +151,7 @@ async fn an_oversized_request_fails_that_call_only() {
 #[tokio::test]
 async fn a_response_over_the_clients_limit_is_a_frame_too_large_failure() {
     let server = start("tcp://127.0.0.1:0").await;
-    let mut config = ClientConfig::default();
+    let mut config = one_connection();
     config.max_frame = 1024;
     let client = Client::connect_with(&server.endpoint, config).await.unwrap();
     let err = client.call::<_, Vec<u8>>(BIG, &(4096_u32,)).await.unwrap_err();
@@ -166,7 +166,7 @@ async fn a_response_over_the_clients_limit_is_a_frame_too_large_failure() {
 #[tokio::test]
 async fn a_response_of_the_wrong_type_is_a_decode_error_for_that_call_only() {
     let server = start("tcp://127.0.0.1:0").await;
-    let client = Client::connect(&server.endpoint).await.unwrap();
+    let client = connect_once(&server.endpoint).await.unwrap();
     // echo answers a String; decoding it as a u64 cannot use up the bytes.
     let err = client.call::<_, u64>(ECHO, &("hello".to_owned(),)).await.unwrap_err();
     assert!(matches!(err, Error::Decode(_)), "{err:?}");

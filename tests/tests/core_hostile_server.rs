@@ -33,7 +33,7 @@ async fn accept_with(listener: &TcpListener, hello: &[u8]) -> TcpStream {
 async fn connected() -> (Client, TcpStream) {
     let (listener, endpoint) = listen().await;
     let (client, socket) = within(async {
-        tokio::join!(Client::connect(endpoint.as_str()), accept_with(&listener, &HELLO_4MIB))
+        tokio::join!(connect_once(endpoint.as_str()), accept_with(&listener, &HELLO_4MIB))
     })
     .await;
     (client.unwrap(), socket)

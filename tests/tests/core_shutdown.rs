@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_calls_finish_and_new_calls_are_refused_after_the_signal() {
     let mut server = start("tcp://127.0.0.1:0").await;
-    let client = Client::connect(&server.endpoint).await.unwrap();
+    let client = connect_once(&server.endpoint).await.unwrap();
     let in_flight = tokio::spawn({
         let client = client.clone();
         async move { client.call::<_, u64>(BLOCK, &(1_u64,)).await }
@@ -81,7 +81,7 @@ async fn calls_still_running_when_the_grace_period_ends_get_shutting_down() {
     let mut config = ServerConfig::default();
     config.shutdown_grace = Duration::from_millis(200);
     let mut server = start_with("tcp://127.0.0.1:0", config).await;
-    let client = Client::connect(&server.endpoint).await.unwrap();
+    let client = connect_once(&server.endpoint).await.unwrap();
     let never = tokio::spawn({
         let client = client.clone();
         async move { client.call::<_, u64>(BLOCK, &(1_u64,)).await }
@@ -98,8 +98,8 @@ async fn calls_still_running_when_the_grace_period_ends_get_shutting_down() {
 async fn idle_connections_are_closed_and_serve_returns_promptly() {
     let server = start("tcp://127.0.0.1:0").await;
     let clients = [
-        Client::connect(&server.endpoint).await.unwrap(),
-        Client::connect(&server.endpoint).await.unwrap(),
+        connect_once(&server.endpoint).await.unwrap(),
+        connect_once(&server.endpoint).await.unwrap(),
     ];
     let endpoint = server.endpoint.clone();
     server.stop().await.unwrap();
@@ -127,7 +127,7 @@ async fn connections_of_other_clients_finish_their_calls_too() {
         .map(|v| {
             let endpoint = server.endpoint.clone();
             tokio::spawn(async move {
-                let client = Client::connect(&endpoint).await.unwrap();
+                let client = connect_once(&endpoint).await.unwrap();
                 client.call::<_, u64>(BLOCK, &(v,)).await
             })
         })

@@ -80,11 +80,15 @@ async fn a_connection_with_a_call_running_is_not_idle() {
 #[tokio::test(start_paused = true)]
 async fn a_client_treats_the_idle_close_like_a_goaway() {
     let server = start_with("tcp://127.0.0.1:0", config()).await;
+    let once = connect_once(&server.endpoint).await.unwrap();
     let client = Client::connect(&server.endpoint).await.unwrap();
+    assert_eq!(once.call::<_, i64>(ADD, &(1_i64, 1_i64)).await.unwrap(), 2);
     assert_eq!(client.call::<_, i64>(ADD, &(1_i64, 1_i64)).await.unwrap(), 2);
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let err = client.call::<_, i64>(ADD, &(1_i64, 1_i64)).await.unwrap_err();
+    let err = once.call::<_, i64>(ADD, &(1_i64, 1_i64)).await.unwrap_err();
     assert!(matches!(err, Error::Remote { code: Code::ShuttingDown, .. }), "{err:?}");
+    // A reconnecting client makes a new connection for the call instead.
+    assert_eq!(client.call::<_, i64>(ADD, &(1_i64, 1_i64)).await.unwrap(), 2);
     server.stop().await.unwrap();
 }
 

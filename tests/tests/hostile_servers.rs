@@ -68,7 +68,7 @@ async fn connected_with(
 
 /// A client past both hellos with 50 `block` calls pending, all of them read by the server.
 async fn fifty_pending(unix: bool) -> (Client, Raw, Vec<JoinHandle<Result<u64, Error>>>) {
-    let (client, mut socket) = connected_with(unix, &HELLO_4MIB, ClientConfig::default()).await;
+    let (client, mut socket) = connected_with(unix, &HELLO_4MIB, one_connection()).await;
     let client = client.unwrap();
     let calls = (1..=50_u64)
         .map(|v| {
@@ -125,8 +125,7 @@ async fn random_bytes_after_the_hello_end_every_pending_call_with_an_error() {
 async fn random_bytes_in_place_of_the_hello_fail_connect() {
     for unix in [false, true] {
         for seed in 1..=8 {
-            let (client, socket) =
-                connected_with(unix, &garbage(seed, 64), ClientConfig::default()).await;
+            let (client, socket) = connected_with(unix, &garbage(seed, 64), one_connection()).await;
             drop(socket);
             let err = client.unwrap_err();
             assert!(

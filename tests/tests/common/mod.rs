@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use rpc_core::wire::Header;
 use rpc_core::{
-    DispatchError, Endpoint, Error, HandlerFuture, Responder, Server, ServerConfig, Service,
+    Client, ClientConfig, DispatchError, Endpoint, Error, HandlerFuture, Reconnect, Responder,
+    Server, ServerConfig, Service, ToEndpoint,
 };
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -200,6 +201,18 @@ pub async fn start_with(endpoint: &str, config: ServerConfig) -> Running {
     };
     let task = tokio::spawn(server.serve_with_shutdown(service, signal));
     Running { endpoint, gate, task, stop: Some(stop) }
+}
+
+/// A client config with reconnecting off: one connection, whose own life the test studies.
+pub fn one_connection() -> ClientConfig {
+    let mut config = ClientConfig::default();
+    config.reconnect = Reconnect::disabled();
+    config
+}
+
+/// Connects a client that never reconnects (see [`one_connection`]).
+pub async fn connect_once(endpoint: impl ToEndpoint) -> Result<Client, Error> {
+    Client::connect_with(endpoint, one_connection()).await
 }
 
 /// Hang guard: `fut`'s output, or a panic if it takes longer than 10 s. An upper bound for a
