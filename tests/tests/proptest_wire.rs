@@ -124,7 +124,7 @@ fn as_received(header: &Header<'static>) -> Header<'static> {
 
 /// Whether a message carries a body after its header.
 fn has_body(header: &Header<'_>) -> bool {
-    matches!(header, Header::Request { .. } | Header::Response { .. })
+    matches!(header, Header::Request { .. } | Header::RequestMeta { .. } | Header::Response { .. })
 }
 
 /// One field of a header as it goes on the wire.
