@@ -78,10 +78,27 @@ impl<T: serde::de::DeserializeOwned + Send + 'static> Items for RpcItems<T> {
 pub async fn start_server(addr: &Addr) -> Result<Addr, rpc_core::Error> {
     let mut config = ServerConfig::default();
     config.max_connections = 1_000_000;
-    let server = Server::bind_with(addr.to_string(), config).await?;
+    let mut builder =
+        Server::builder().config(config).service(BenchServer::new(BenchImpl)).listen(addr.to_string());
+    // RPC_BENCH_INTERCEPTORS=N installs N interceptors that pass every call, to measure what
+    // the interceptor chain costs per call.
+    let interceptors = std::env::var("RPC_BENCH_INTERCEPTORS").ok().and_then(|n| n.parse().ok());
+    for _ in 0..interceptors.unwrap_or(0_usize) {
+        builder = builder.intercept(PassAll);
+    }
+    let server = builder.bind().await?;
     let local = Addr::parse(&server.local_endpoint().to_string()).expect("rpc-core endpoint");
-    tokio::spawn(server.serve(BenchServer::new(BenchImpl)));
+    tokio::spawn(server.run());
     Ok(local)
+}
+
+/// An interceptor that lets every call through and does nothing after.
+struct PassAll;
+
+impl rpc_core::Interceptor for PassAll {
+    fn before(&self, _: &rpc_core::CallInfo<'_>) -> Result<(), rpc_core::Rejection> {
+        Ok(())
+    }
 }
 
 /// The generated client over one connection.

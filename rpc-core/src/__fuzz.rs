@@ -136,7 +136,7 @@ fn message(mut payload: Vec<u8>, client: bool) -> Result<Event, Error> {
     let body = payload.split_off(at);
     match (&header, client) {
         // Bodies are decoded by generated code with the method's types; these stand for them.
-        (Header::Request { .. }, false) => {
+        (Header::Request { .. } | Header::RequestMeta { .. }, false) => {
             let _ = wire::decode_body::<(i64, i64)>(&body);
             let _ = wire::decode_body::<(String,)>(&body);
             let _ = wire::decode_body::<(Vec<u8>, Option<u64>)>(&body);

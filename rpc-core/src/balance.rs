@@ -169,7 +169,7 @@ impl tower::Service<Call> for One {
                 buf.extend_from_slice(&args);
                 Ok(())
             };
-            conn.call_raw(call.method, body, deadline, call.timeout).await.map_err(Failed)
+            conn.call_raw(call.method, body, deadline, call.timeout, None).await.map_err(Failed)
         })
     }
 }

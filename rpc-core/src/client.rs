@@ -17,10 +17,11 @@ use crate::proto::inbound::FrameReader;
 use crate::proto::server::NO_DEADLINE;
 use crate::proto::stream::StreamWindow;
 use crate::reconnect::Reconnect;
+use crate::service::ONEWAY_ID;
 use crate::stream_slot::{Slot, Slots};
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
-use crate::{Endpoint, Error, Keepalive, frame};
+use crate::{Endpoint, Error, Keepalive, Metadata, frame};
 
 /// How a [`Client`](crate::Client) connects and calls. Every field has a safe default.
 #[derive(Debug, Clone)]
@@ -145,6 +146,23 @@ impl Connection {
         self.handle.shared.calls.usable()
     }
 
+    /// Sends a one-way request (id 0): nothing is registered, and nothing comes back.
+    pub(crate) fn send_oneway(
+        &self,
+        method: u32,
+        body: impl FnOnce(&mut bytes::BytesMut) -> Result<(), crate::codec::CodecError>,
+        deadline: Option<Instant>,
+        budget: Duration,
+        metadata: Option<&Metadata>,
+    ) -> Result<(), Error> {
+        let shared = &self.handle.shared;
+        if !shared.calls.usable() {
+            return Err(Error::ConnectionClosed);
+        }
+        let header = request_header(ONEWAY_ID, method, budget_us(deadline, budget), metadata);
+        shared.outbox.send(&header, body)
+    }
+
     /// Whether calls are in flight here.
     pub(crate) fn busy(&self) -> bool {
         self.handle.shared.calls.in_flight() > 0
@@ -166,6 +184,7 @@ impl Connection {
         body: impl FnOnce(&mut bytes::BytesMut) -> Result<(), crate::codec::CodecError>,
         deadline: Option<Instant>,
         mut budget: Duration,
+        metadata: Option<&Metadata>,
     ) -> Result<Bytes, Failed> {
         let shared = &self.handle.shared;
         let Registered { id, concurrent } = loop {
@@ -186,12 +205,7 @@ impl Connection {
         };
         // From here on, dropping this future removes the call and, once sent, cancels it.
         let mut guard = CallGuard { shared, id, sent: false, removed: false };
-        let budget_us = match deadline {
-            // The largest budget means none at all; a smaller one that large would not end.
-            Some(_) => u64::try_from(budget.as_micros()).unwrap_or(NO_DEADLINE),
-            None => NO_DEADLINE,
-        };
-        let request = Header::Request { id, method, budget_us };
+        let request = request_header(id, method, budget_us(deadline, budget), metadata);
         // Whether this is still the poll that registered the call. The wake for the result
         // is then still to come, to the waker the call was registered with, which is this
         // poll's: the first wait needs no lookup.
@@ -224,6 +238,33 @@ impl Connection {
         })
         .await
         .map_err(|error| Failed { error, started: !shared.calls.never_started(id) })
+    }
+}
+
+/// The budget to send for a call with `deadline`, `budget` from now.
+fn budget_us(deadline: Option<Instant>, budget: Duration) -> u64 {
+    match deadline {
+        // The largest budget means none at all; a smaller one that large would not end.
+        Some(_) => u64::try_from(budget.as_micros()).unwrap_or(NO_DEADLINE),
+        None => NO_DEADLINE,
+    }
+}
+
+/// A plain Request, or a RequestMeta when there is metadata to send.
+fn request_header<'a>(
+    id: u64,
+    method: u32,
+    budget_us: u64,
+    metadata: Option<&'a Metadata>,
+) -> Header<'a> {
+    match metadata {
+        None => Header::Request { id, method, budget_us },
+        Some(metadata) => Header::RequestMeta {
+            id,
+            method,
+            budget_us,
+            metadata: std::borrow::Cow::Borrowed(metadata),
+        },
     }
 }
 

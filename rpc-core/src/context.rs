@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::Peer;
+use crate::{Metadata, Peer, TraceContext};
 
 /// The request a handler is serving: its id, deadline, peer and cancellation token.
 ///
@@ -47,6 +47,7 @@ pub struct Context {
     deadline: Instant,
     peer: Arc<Peer>,
     token: CancellationToken,
+    metadata: Option<Arc<Metadata>>,
 }
 
 impl Context {
@@ -55,8 +56,25 @@ impl Context {
         deadline: Instant,
         peer: Arc<Peer>,
         token: CancellationToken,
+        metadata: Option<Arc<Metadata>>,
     ) -> Self {
-        Context { id, deadline, peer, token }
+        Context { id, deadline, peer, token, metadata }
+    }
+
+    /// The metadata the caller sent with the request (empty if none).
+    pub fn metadata(&self) -> &Metadata {
+        self.metadata.as_deref().unwrap_or(Metadata::empty())
+    }
+
+    /// The caller's W3C trace context, from the request's `traceparent` metadata, if it sent
+    /// a valid one.
+    pub fn trace(&self) -> Option<TraceContext> {
+        self.metadata().get_str(crate::trace::TRACEPARENT).and_then(TraceContext::parse)
+    }
+
+    /// Whether the call is one-way: nobody waits for its outcome, which is dropped.
+    pub fn is_oneway(&self) -> bool {
+        self.id == crate::service::ONEWAY_ID
     }
 
     /// The request id, unique among the calls in flight on this connection.

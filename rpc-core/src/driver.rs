@@ -3,11 +3,7 @@
 //! stops reading while the peer does not read its answers, and goes away on shutdown.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -18,14 +14,14 @@ use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Authorizer;
 use crate::conn::{self, Outbox};
+use crate::intercept::Chain;
 use crate::net::Stream;
 use crate::proto::inbound::FrameReader;
 use crate::proto::server::{self, ServerConn, Step, StreamFrame};
 use crate::ratelimit::RateLimit;
-use crate::service::{DispatchError, Responder, Service, Sink};
+use crate::router::Router;
 use crate::sink::ConnSink;
 use crate::stream_slot::Slots;
-use crate::task::{CatchUnwind, panic_message};
 use crate::wire::{self, Header};
 use crate::{Code, Error, ServerConfig};
 
@@ -71,8 +67,9 @@ async fn discard_until_closed(stream: &Stream, limit: Duration) {
 }
 
 /// Serves one connection from hello to close.
-pub(crate) async fn serve_conn<S: Service>(
-    service: Arc<S>,
+pub(crate) async fn serve_conn(
+    router: Arc<Router>,
+    chain: Option<Chain>,
     stream: Stream,
     config: Arc<ServerConfig>,
     authorize: Option<Authorizer>,
@@ -127,7 +124,8 @@ pub(crate) async fn serve_conn<S: Service>(
     // would close the outbox, so the writer would hold the socket open forever).
     let writer = AbortOnDropHandle::new(tokio::spawn(outbox.clone().run_writer()));
     let mut driver = Driver {
-        service,
+        router,
+        chain,
         sink: Arc::new(ConnSink {
             outbox: outbox.clone(),
             peer: peer.clone(),
@@ -168,6 +166,8 @@ pub(crate) async fn serve_conn<S: Service>(
     discard_until_closed(&stream, Duration::from_secs(5)).await;
 }
 
+#[path = "dispatch.rs"]
+mod dispatch;
 /// How long a connection may sit without a call, and a frame take to arrive.
 #[derive(Clone, Copy)]
 struct Timeouts {
@@ -176,8 +176,10 @@ struct Timeouts {
 }
 
 /// The I/O state of a running server connection; the protocol state is in `proto`.
-struct Driver<S> {
-    service: Arc<S>,
+struct Driver {
+    router: Arc<Router>,
+    /// The interceptors; `None` when there are none, so calls then pay nothing for them.
+    chain: Option<Chain>,
     sink: Arc<ConnSink>,
     proto: ServerConn<Id>,
     /// Calls running on their own task; each returns nothing, and is known by its task id.
@@ -185,7 +187,7 @@ struct Driver<S> {
     tasks: HashMap<Id, AbortHandle>,
 }
 
-impl<S: Service> Driver<S> {
+impl Driver {
     async fn run(
         &mut self,
         stream: &Stream,
@@ -340,11 +342,14 @@ impl<S: Service> Driver<S> {
         }
         match step {
             Step::Wait => return Ok(None),
-            Step::Call { id, method, budget, body } => {
+            Step::Call { id, method, budget, body, metadata } => {
                 let deadline = budget.and_then(|b| arrived.and_then(|at| at.checked_add(b)));
-                self.start(id, method, deadline, body);
+                self.start(id, method, deadline, body, metadata.map(Arc::new))?;
             }
             Step::Refuse { id, code, message } => self.sink.outbox.fail_call(id, code, &message),
+            Step::Dropped { code, message } => {
+                tracing::debug!(%code, %message, "one-way request dropped");
+            }
             Step::Abort(task) => {
                 if let Some(handle) = self.tasks.remove(&task) {
                     handle.abort();
@@ -366,68 +371,4 @@ impl<S: Service> Driver<S> {
         }
         Ok(Some(()))
     }
-
-    /// Starts one call: decode, run it inline until it first waits, then on its own task.
-    /// `deadline` is `None` for a call without one.
-    fn start(&mut self, id: u64, method: u32, deadline: Option<Instant>, body: &[u8]) {
-        let service = self.service.name();
-        let name = self.service.method_name(method).unwrap_or("?");
-        let span = tracing::debug_span!("call", service, method = name, id, peer = %self.sink.peer);
-        let _entered = span.enter();
-        let sink: Arc<dyn Sink> = self.sink.clone();
-        let reply = Responder::new(sink, id, deadline.unwrap_or_else(far_future));
-        // A hand-written Service may panic while decoding; that fails this call only.
-        let dispatched =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.service.call(method, body, reply)));
-        let outbox = &self.sink.outbox;
-        let future = match dispatched {
-            Ok(Ok(future)) => future,
-            Ok(Err(DispatchError::UnknownMethod)) => {
-                let message = format!("{service} has no method with id {method:#010x}");
-                return outbox.fail_call(id, Code::UnknownMethod, &message);
-            }
-            Ok(Err(DispatchError::BadRequest(why))) => {
-                let message = format!("bad arguments for {service}.{name}: {why}");
-                return outbox.fail_call(id, Code::BadRequest, &message);
-            }
-            Err(panic) => return panicked(outbox, id, service, name, &panic_message(&*panic)),
-        };
-        let mut call = CatchUnwind(future);
-        // Most handlers finish without waiting: run them here and skip the spawn. One that
-        // waits re-registers its waker when the spawned task polls it again.
-        match Pin::new(&mut call).poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => return,
-            Poll::Ready(Err(panic)) => return panicked(outbox, id, service, name, &panic),
-            Poll::Pending => {}
-        }
-        let outbox = outbox.clone();
-        let call = tracing::Instrument::instrument(call, span.clone());
-        let handle = self.handlers.spawn(async move {
-            let finished = match deadline {
-                Some(deadline) => tokio::time::timeout_at(deadline, call).await,
-                None => Ok(call.await),
-            };
-            match finished {
-                Ok(Ok(())) => {}
-                Ok(Err(panic)) => panicked(&outbox, id, service, name, &panic),
-                Err(_) => {
-                    let message = format!("{service}.{name} did not finish within its deadline");
-                    outbox.fail_call(id, Code::DeadlineExceeded, &message);
-                }
-            }
-        });
-        self.proto.spawned(id, handle.id());
-        self.tasks.insert(handle.id(), handle);
-    }
-}
-
-/// A deadline for a call that has none: far enough never to come, near enough to compute with.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
-}
-
-fn panicked(outbox: &Outbox, id: u64, service: &str, method: &str, panic: &str) {
-    tracing::error!(service, method, id, panic, "handler panicked");
-    let message = format!("handler {service}.{method} panicked: {panic}");
-    outbox.fail_call(id, Code::HandlerPanicked, &message);
 }

@@ -84,6 +84,10 @@ pub enum Error {
     /// The response body does not decode as the method's return type.
     #[error("could not decode the response: {0}")]
     Decode(String),
+    /// A server or call was set up wrongly: two services of one name, a method id in two
+    /// services, metadata over its limits; the message says which.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The server refused or failed the call with a framework error. The message is the
     /// server's, shown with control characters escaped.
     #[error("server error ({code}): {}", Escaped(message))]
@@ -138,6 +142,9 @@ pub enum Code {
     ProtocolViolation,
     /// The server could not encode the handler's return value (its `Serialize` failed).
     EncodeFailed,
+    /// The request's metadata breaks a limit (entry count, key or value size, key
+    /// characters); see [`Metadata`](crate::Metadata).
+    BadMetadata,
     /// The server closed a connection that had no call in flight for its idle timeout.
     IdleTimeout,
     /// A code this version does not know.
@@ -160,6 +167,7 @@ impl Code {
             Code::VersionMismatch => 10,
             Code::ProtocolViolation => 11,
             Code::EncodeFailed => 12,
+            Code::BadMetadata => 13,
             Code::IdleTimeout => 16,
             Code::Other(n) => n,
         }
@@ -180,6 +188,7 @@ impl Code {
             10 => Code::VersionMismatch,
             11 => Code::ProtocolViolation,
             12 => Code::EncodeFailed,
+            13 => Code::BadMetadata,
             16 => Code::IdleTimeout,
             n => Code::Other(n),
         }
@@ -201,6 +210,7 @@ impl std::fmt::Display for Code {
             Code::VersionMismatch => "version mismatch",
             Code::ProtocolViolation => "protocol violation",
             Code::EncodeFailed => "encode failed",
+            Code::BadMetadata => "bad metadata",
             Code::IdleTimeout => "idle timeout",
             Code::Other(n) => return write!(f, "code {n}"),
         };

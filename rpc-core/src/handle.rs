@@ -1,6 +1,7 @@
 //! [`Client`]: the handle users call through, over a managed connection or a tower stack,
 //! and which failed calls it sends again.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::client::{ClientConfig, Failed};
 use crate::codec::CodecError;
 use crate::layer::{self, BoxedService};
 use crate::reconnect::{ConnectionState, Manager};
-use crate::{Code, Endpoint, Error, ToEndpoint, wire};
+use crate::{Code, Endpoint, Error, Metadata, ToEndpoint, TraceContext, wire};
 
 /// A client of one server (or, through [`Client::from_service`], of whatever a tower stack
 /// sends calls to). Cheap to clone; all clones share the connection, and any number of tasks
@@ -31,6 +32,8 @@ use crate::{Code, Endpoint, Error, ToEndpoint, wire};
 pub struct Client {
     inner: Inner,
     timeout: Duration,
+    /// Sent with every call of this handle; `None` (the default) sends plain requests.
+    metadata: Option<Arc<Metadata>>,
 }
 
 #[derive(Clone)]
@@ -91,7 +94,7 @@ impl Client {
 
     fn managed(manager: Arc<Manager>) -> Client {
         let timeout = manager.config().call_timeout;
-        Client { inner: Inner::Managed(Arc::new(Owner(manager))), timeout }
+        Client { inner: Inner::Managed(Arc::new(Owner(manager))), timeout, metadata: None }
     }
 
     /// A client whose calls go through `service`, such as a tower stack of layers over
@@ -104,13 +107,61 @@ impl Client {
         S::Future: Send + 'static,
     {
         let timeout = ClientConfig::default().call_timeout;
-        Client { inner: Inner::Service(layer::boxed(service)), timeout }
+        Client { inner: Inner::Service(layer::boxed(service)), timeout, metadata: None }
     }
 
     /// A handle on the same connection whose calls have deadline `timeout`; one too large to
     /// be a point in time (such as `Duration::MAX`) means no deadline.
     pub fn with_timeout(&self, timeout: Duration) -> Client {
-        Client { inner: self.inner.clone(), timeout }
+        Client { timeout, ..self.clone() }
+    }
+
+    /// A handle on the same connection whose calls carry `metadata` (replacing this
+    /// handle's), such as an authentication token; see [`Metadata`] for its limits. A client
+    /// made with [`Client::from_service`] sends no metadata.
+    pub fn with_metadata(&self, metadata: Metadata) -> Client {
+        let metadata = (!metadata.is_empty()).then(|| Arc::new(metadata));
+        Client { metadata, ..self.clone() }
+    }
+
+    /// The metadata this handle sends with each call.
+    pub fn metadata(&self) -> &Metadata {
+        self.metadata.as_deref().unwrap_or(Metadata::empty())
+    }
+
+    /// Sends a one-way call of `method` with the encoded argument tuple `args`: returns once
+    /// the request is handed to the connection (written, or queued behind other writes), and
+    /// no reply ever comes. The handle's timeout goes along as the call's budget, after which
+    /// the server stops the call; whether the call ran, and how it ended, the caller never
+    /// learns, and it is never sent again. Errors are local only: no connection, or the
+    /// arguments could not be encoded. A client made with [`Client::from_service`] refuses.
+    pub async fn call_oneway<A: Serialize + ?Sized>(
+        &self,
+        method: u32,
+        args: &A,
+    ) -> Result<(), Error> {
+        let Inner::Managed(owner) = &self.inner else {
+            return Err(Error::Config("one-way calls need a client with a connection".into()));
+        };
+        let deadline = Instant::now().checked_add(self.timeout);
+        let metadata = self.call_metadata()?;
+        let span =
+            tracing::debug_span!("rpc.oneway", method = method, trace_id = tracing::field::Empty);
+        record_trace(&span, metadata.as_deref());
+        let _entered = span.enter();
+        let conn = owner.0.connection(deadline).await?;
+        conn.send_oneway(method, wire::body(args), deadline, self.timeout, metadata.as_deref())
+    }
+
+    /// The metadata of one call: this handle's, plus a child `traceparent` when the task is
+    /// in a trace ([`trace::in_trace`](crate::trace::in_trace)). `None` when there is none.
+    fn call_metadata(&self) -> Result<Option<Cow<'_, Metadata>>, Error> {
+        let Some(parent) = crate::trace::current() else {
+            return Ok(self.metadata.as_deref().map(Cow::Borrowed));
+        };
+        let mut metadata = self.metadata.as_deref().cloned().unwrap_or_default();
+        metadata.insert(crate::trace::TRACEPARENT, parent.child().to_string())?;
+        Ok(Some(Cow::Owned(metadata)))
     }
 
     /// The deadline this handle gives each call.
@@ -167,14 +218,28 @@ impl Client {
         let deadline = Instant::now().checked_add(self.timeout);
         let result = match &self.inner {
             Inner::Managed(owner) => {
-                self.managed_call(
+                let metadata = self.call_metadata()?;
+                let span = tracing::debug_span!(
+                    "rpc.call",
+                    method = method,
+                    trace_id = tracing::field::Empty
+                );
+                record_trace(&span, metadata.as_deref());
+                let body = |buf: &mut BytesMut| wire::body(args)(buf);
+                let call = self.managed_call(
                     &owner.0,
                     method,
-                    |buf| wire::body(args)(buf),
+                    body,
                     deadline,
                     idempotent,
-                )
-                .await
+                    metadata.as_deref(),
+                );
+                // Without a subscriber that wants it, the span is not entered on every poll.
+                if span.is_disabled() {
+                    call.await
+                } else {
+                    tracing::Instrument::instrument(call, span).await
+                }
             }
             Inner::Service(service) => {
                 let mut buf = BytesMut::new();
@@ -201,13 +266,14 @@ impl Client {
         body: impl Fn(&mut BytesMut) -> Result<(), CodecError>,
         deadline: Option<Instant>,
         idempotent: bool,
+        metadata: Option<&Metadata>,
     ) -> Result<Bytes, Error> {
         // The first attempt sends the whole timeout, as a client without retries would.
         let mut budget = self.timeout;
         loop {
             let conn = manager.connection(deadline).await?;
             let Failed { error, started } =
-                match conn.call_raw(method, &body, deadline, budget).await {
+                match conn.call_raw(method, &body, deadline, budget, metadata).await {
                     Ok(body) => return Ok(body),
                     Err(failed) => failed,
                 };
@@ -247,11 +313,29 @@ impl Client {
                 };
                 let client = self.with_timeout(request.timeout);
                 client
-                    .managed_call(&owner.0, request.method, body, deadline, request.idempotent)
+                    .managed_call(
+                        &owner.0,
+                        request.method,
+                        body,
+                        deadline,
+                        request.idempotent,
+                        None,
+                    )
                     .await
             }
             Inner::Service(service) => layer::call(service, request, deadline).await,
         }
+    }
+}
+
+/// Records the trace id of the call's `traceparent`, if any, on its span.
+fn record_trace(span: &tracing::Span, metadata: Option<&Metadata>) {
+    if span.is_disabled() {
+        return;
+    }
+    let trace = metadata.and_then(|m| m.get_str(crate::trace::TRACEPARENT));
+    if let Some(trace) = trace.and_then(TraceContext::parse) {
+        span.record("trace_id", trace.trace_id_hex());
     }
 }
 

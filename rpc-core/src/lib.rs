@@ -33,11 +33,16 @@
 //! - `balance`: a client over several endpoints with `tower::balance::p2c`.
 //! - `calls`: the client's calls in flight: ids, results, the in-flight limit, deadlines.
 //! - `config`: [`ServerConfig`].
-//! - `server`: [`Server`]: accept loop, graceful shutdown.
+//! - `server`: [`Server`]: listeners, accept loops, graceful shutdown.
+//! - `builder`: [`ServerBuilder`] (several services, listeners, interceptors) and
+//!   [`ShutdownHandle`].
+//! - `router`: which of a server's services has a method id.
+//! - `intercept`: [`Interceptor`]s, which see every call before dispatch and its outcome after.
 //! - `accept`: accepting for a server: accept failures, refusals, the spare descriptor.
 //! - `budget`: the process-wide budget for bytes buffered on behalf of peers.
 //! - `fdlimit`: the open-file limit, raised once, and connections counted against it.
-//! - `driver`: one server connection: hello, request loop, dispatch, cancel, backpressure.
+//! - `driver`: one server connection: hello, request loop, cancel, backpressure; its
+//!   `dispatch` starts each call (route, one-way check, interceptors, inline run).
 //! - `sink`: where a server connection's calls send their outcomes and stream frames.
 //! - `task`: tasks whose panics are reported.
 //! - `stream_slot`: one call's streams shared by the reader and the task that takes or sends
@@ -47,6 +52,8 @@
 //!
 //! The contract with generated code:
 //! - `context`: [`Context`], what a handler knows about its call.
+//! - `metadata`: [`Metadata`], the key → value entries a request may carry.
+//! - `trace`: W3C trace context ([`TraceContext`]) carried in metadata.
 //! - `service`: [`Service`], the contract generated code implements.
 //! - `error`: [`Error`] and the wire error [`Code`]s.
 //! - `ratelimit`: one log line per period for warnings that repeat.
@@ -57,6 +64,7 @@ mod accept;
 mod backoff;
 mod balance;
 mod budget;
+mod builder;
 mod calls;
 mod client;
 mod client_streams;
@@ -70,11 +78,14 @@ mod error;
 mod fdlimit;
 mod frame;
 mod handle;
+mod intercept;
 mod layer;
+pub mod metadata;
 mod net;
 mod proto;
 mod ratelimit;
 mod reconnect;
+mod router;
 mod server;
 mod service;
 mod sink;
@@ -82,6 +93,7 @@ mod sockfile;
 mod stream_slot;
 mod streaming;
 mod task;
+pub mod trace;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod wire;
@@ -90,6 +102,7 @@ mod wire;
 
 pub use backoff::Backoff;
 pub use budget::DEFAULT_BUFFER_BUDGET;
+pub use builder::{ServerBuilder, ShutdownHandle};
 pub use client::ClientConfig;
 pub use config::ServerConfig;
 pub use context::Context;
@@ -97,7 +110,9 @@ pub use endpoint::{Endpoint, ToEndpoint};
 pub use error::{Code, Error};
 pub use frame::DEFAULT_MAX_FRAME;
 pub use handle::Client;
+pub use intercept::{CallInfo, Interceptor, Outcome, Rejection};
 pub use layer::Call;
+pub use metadata::Metadata;
 pub use net::{Keepalive, Peer};
 pub use proto::stream::StreamWindow;
 pub use reconnect::{ConnectionState, Reconnect};
@@ -106,6 +121,7 @@ pub use server::Server;
 pub use service::{DispatchError, HandlerFuture, Responder, Service, decode_args};
 pub use streaming::{StreamSender, Streaming};
 pub use tower;
+pub use trace::TraceContext;
 pub use wire::MIN_MAX_FRAME;
 
 #[cfg(feature = "internals")]
@@ -119,4 +135,5 @@ pub mod __private {
     pub use futures_core::Stream;
     pub use std::boxed::Box;
     pub use std::sync::Arc;
+    pub use std::vec::Vec;
 }

@@ -1,21 +1,28 @@
-//! The server: configuration, the accept loop, and graceful shutdown; each connection is
-//! served by `driver`.
+//! The server: its builder, the accept loops of its listeners, and graceful shutdown; each
+//! connection is served by `driver`.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::Acceptor;
+use crate::builder::{ServerBuilder, ShutdownHandle};
 use crate::config::Authorizer;
 use crate::driver::serve_conn;
+use crate::intercept::{Chain, Interceptor};
 use crate::net::{Listener, Peer};
+use crate::router::Router;
 use crate::service::Service;
 use crate::{Endpoint, Error, ServerConfig, ToEndpoint, fdlimit};
 
-/// A bound listening socket, ready to serve a [`Service`].
+/// A server: one or more bound listening sockets (any mix of `tcp://` and `unix:`) serving
+/// one or more services, with one graceful shutdown for all.
+///
+/// One service on one endpoint:
 ///
 /// ```no_run
 /// # async fn demo(service: impl rpc_core::Service) -> Result<(), rpc_core::Error> {
@@ -24,23 +31,53 @@ use crate::{Endpoint, Error, ServerConfig, ToEndpoint, fdlimit};
 /// server.serve_with_shutdown(service, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 /// # Ok(()) }
 /// ```
+///
+/// Several services on several endpoints, stopped from another task:
+///
+/// ```no_run
+/// # async fn demo(a: impl rpc_core::Service, b: impl rpc_core::Service) -> Result<(), rpc_core::Error> {
+/// let server = rpc_core::Server::builder()
+///     .service(a)
+///     .service(b)
+///     .listen("tcp://127.0.0.1:7878")
+///     .listen("unix:/tmp/app.sock")
+///     .bind()
+///     .await?;
+/// let shutdown = server.shutdown_handle();
+/// tokio::spawn(async move {
+///     let _ = tokio::signal::ctrl_c().await;
+///     shutdown.shutdown().await; // starts the graceful shutdown and waits for its end
+/// });
+/// server.run().await?;
+/// # Ok(()) }
+/// ```
 pub struct Server {
-    listener: Listener,
-    config: Arc<ServerConfig>,
-    authorize: Option<Authorizer>,
+    pub(crate) listeners: Vec<Listener>,
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) authorize: Option<Authorizer>,
+    pub(crate) services: Vec<Arc<dyn Service>>,
+    pub(crate) interceptors: Vec<Arc<dyn Interceptor>>,
+    pub(crate) shutdown: ShutdownHandle,
 }
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("listener", &self.listener)
+            .field("listeners", &self.listeners)
             .field("config", &self.config)
             .field("authorize", &self.authorize.is_some())
+            .field("services", &self.services.iter().map(|s| s.name()).collect::<Vec<_>>())
+            .field("interceptors", &self.interceptors.len())
             .finish()
     }
 }
 
 impl Server {
+    /// A builder for a server with several services or endpoints, or interceptors.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
     /// Binds `endpoint` with the default [`ServerConfig`].
     ///
     /// A Unix socket file left behind by a dead server (connecting to it is refused) is
@@ -67,7 +104,14 @@ impl Server {
         let listener =
             Listener::bind(&endpoint.to_endpoint()?, config.unix_mode, config.tcp_keepalive)
                 .await?;
-        Ok(Server { listener, config: Arc::new(config), authorize: None })
+        Ok(Server {
+            listeners: vec![listener],
+            config: Arc::new(config),
+            authorize: None,
+            services: Vec::new(),
+            interceptors: Vec::new(),
+            shutdown: ShutdownHandle::new(),
+        })
     }
 
     /// Checks every new connection's peer before anything else is exchanged. A refused peer
@@ -97,9 +141,19 @@ impl Server {
         self
     }
 
-    /// The bound address; for `tcp://…:0` it has the port the OS chose.
+    /// The first bound address; for `tcp://…:0` it has the port the OS chose.
     pub fn local_endpoint(&self) -> &Endpoint {
-        self.listener.local()
+        self.listeners[0].local()
+    }
+
+    /// Every bound address, in the order they were given.
+    pub fn local_endpoints(&self) -> Vec<&Endpoint> {
+        self.listeners.iter().map(Listener::local).collect()
+    }
+
+    /// A handle that starts this server's graceful shutdown and waits for its end.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
     }
 
     /// Serves `service` until the task is dropped.
@@ -112,30 +166,95 @@ impl Server {
     /// [`ServerConfig::shutdown_grace`], answers the rest with `ShuttingDown`, closes every
     /// connection and returns.
     pub async fn serve_with_shutdown<S: Service>(
-        self,
+        mut self,
         service: S,
         signal: impl Future<Output = ()>,
     ) -> Result<(), Error> {
-        let service = Arc::new(service);
+        self.services.push(Arc::new(service));
+        self.run_with_shutdown(signal).await
+    }
+
+    /// Serves the services given to the builder until shut down with a
+    /// [`ShutdownHandle`].
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_with_shutdown(std::future::pending()).await
+    }
+
+    /// Serves the services given to the builder until `signal` completes or a
+    /// [`ShutdownHandle`] starts the shutdown, then shuts down gracefully as
+    /// [`Server::serve_with_shutdown`] describes.
+    pub async fn run_with_shutdown(self, signal: impl Future<Output = ()>) -> Result<(), Error> {
+        let router = Arc::new(Router::new(self.services)?);
+        let chain: Option<Chain> =
+            (!self.interceptors.is_empty()).then(|| self.interceptors.into());
+        let shutdown = self.shutdown;
+        // Marks the end however this future ends, dropped included.
+        let _done = shutdown.done.clone().drop_guard();
+        let stop = shutdown.start.clone();
+        let serving = Arc::new(AtomicUsize::new(0));
+        let mut listeners = JoinSet::new();
+        for listener in self.listeners {
+            let accept = Accept {
+                listener,
+                router: router.clone(),
+                chain: chain.clone(),
+                config: self.config.clone(),
+                authorize: self.authorize.clone(),
+                serving: serving.clone(),
+            };
+            listeners.spawn(accept.run(stop.clone()));
+        }
+        // Dropped with this future, the listeners and their connections stop at once.
+        let mut listeners = AbortOnDrop(listeners);
+        tokio::select! {
+            () = signal => stop.cancel(),
+            () = stop.cancelled() => {}
+        }
+        while let Some(done) = listeners.0.join_next().await {
+            log_panic(done);
+        }
+        Ok(())
+    }
+}
+
+/// A JoinSet whose tasks are aborted when it is dropped (JoinSet does so too; named for
+/// the reader).
+struct AbortOnDrop(JoinSet<()>);
+
+/// One listener's accept loop and its connections.
+struct Accept {
+    listener: Listener,
+    router: Arc<Router>,
+    chain: Option<Chain>,
+    config: Arc<ServerConfig>,
+    authorize: Option<Authorizer>,
+    /// Connections served by every listener of the server, for `max_connections`.
+    serving: Arc<AtomicUsize>,
+}
+
+impl Accept {
+    async fn run(self, stop: CancellationToken) {
         let go_away = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         let mut conns = JoinSet::new();
-        let mut signal = std::pin::pin!(signal);
         let mut acceptor = Acceptor::new();
-        tracing::info!(endpoint = %self.listener.local(), service = service.name(), "serving");
+        tracing::info!(endpoint = %self.listener.local(), services = %self.router.names(), "serving");
         loop {
             tokio::select! {
-                () = &mut signal => break,
+                () = stop.cancelled() => break,
                 stream = acceptor.accept(&self.listener) => {
-                    match fdlimit::admit(conns.len(), self.config.max_connections) {
+                    let serving = self.serving.load(Ordering::Acquire);
+                    match fdlimit::admit(serving, self.config.max_connections) {
                         Err(limit) => acceptor.refuse(stream, limit),
                         Ok(slot) => {
                             let stops = (go_away.clone(), hard_stop.clone());
                             let (config, authorize) = (self.config.clone(), self.authorize.clone());
-                            let conn = serve_conn(service.clone(), stream, config, authorize, stops);
+                            let (router, chain) = (self.router.clone(), self.chain.clone());
+                            let conn = serve_conn(router, chain, stream, config, authorize, stops);
+                            let counted = Counted::new(self.serving.clone());
                             // The slot is given back when the connection ends, however it ends.
                             conns.spawn(async move {
-                                let _slot = slot;
+                                let _slot = (slot, counted);
                                 conn.await
                             });
                         }
@@ -144,7 +263,7 @@ impl Server {
                 Some(done) = conns.join_next(), if !conns.is_empty() => log_panic(done),
             }
         }
-        tracing::info!(connections = conns.len(), "shutting down");
+        tracing::info!(endpoint = %self.listener.local(), connections = conns.len(), "shutting down");
         drop(self.listener);
         go_away.cancel();
         let drain = async {
@@ -163,7 +282,22 @@ impl Server {
                 conns.shutdown().await;
             }
         }
-        Ok(())
+    }
+}
+
+/// One connection counted in a server's `serving` count while it lives.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::AcqRel);
+        Counted(count)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

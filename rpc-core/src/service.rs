@@ -15,9 +15,12 @@ use crate::proto::stream::{Grant, StreamWindow};
 use crate::stream_slot::{Slot, Slots, Taken};
 use crate::streaming::{Source, Streaming};
 use crate::wire::Header;
-use crate::{Code, Context, Error, Peer};
+use crate::{Code, Context, Error, Metadata, Peer};
 use bytes::Bytes;
 use std::task::Waker;
+
+/// The request id of one-way requests: never answered (WIRE.md).
+pub(crate) const ONEWAY_ID: u64 = 0;
 
 /// A running call: the future a [`Service`] returns for one request. It must end by calling
 /// [`Responder::send`] exactly once.
@@ -33,6 +36,25 @@ pub trait Service: Send + Sync + 'static {
 
     /// The name of the method with this id, or `None` if there is no such method.
     fn method_name(&self, method: u32) -> Option<&'static str>;
+
+    /// Every method's id and name, so that a server hosting several services can route by
+    /// id and refuse an id two services share. The default, none, suits a server hosting
+    /// this service alone.
+    fn methods(&self) -> Vec<(u32, &'static str)> {
+        Vec::new()
+    }
+
+    /// Whether `method` is one-way: its caller wants no reply, so its requests carry id 0
+    /// and nothing is sent back. Default: no method is.
+    fn is_oneway(&self, method: u32) -> bool {
+        let _ = method;
+        false
+    }
+
+    /// The implementing type's name, to tell apart two services that share a name.
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 
     /// Decodes `body` as the arguments of `method` and starts the call, which answers through
     /// `reply`. Decoding happens here, before anything is spawned, so a bad request costs
@@ -76,6 +98,8 @@ pub struct Responder {
     sink: Arc<dyn Sink>,
     id: u64,
     deadline: Instant,
+    /// The request's metadata; `None` for a request without any, which costs nothing.
+    metadata: Option<Arc<Metadata>>,
     /// Made on the first [`Responder::context`] call, so calls that never ask pay nothing.
     token: Option<CancellationToken>,
     /// The call's streams, once [`Responder::open_streams`] opened them.
@@ -114,8 +138,18 @@ pub(crate) trait Sink: Send + Sync + std::fmt::Debug {
 }
 
 impl Responder {
-    pub(crate) fn new(sink: Arc<dyn Sink>, id: u64, deadline: Instant) -> Self {
-        Responder { sink, id, deadline, token: None, slot: None }
+    pub(crate) fn new(
+        sink: Arc<dyn Sink>,
+        id: u64,
+        deadline: Instant,
+        metadata: Option<Arc<Metadata>>,
+    ) -> Self {
+        Responder { sink, id, deadline, metadata, token: None, slot: None }
+    }
+
+    /// The request's metadata (empty if it carried none).
+    pub fn metadata(&self) -> &Metadata {
+        self.metadata.as_deref().unwrap_or(Metadata::empty())
     }
 
     /// The id of the request being answered.
@@ -126,7 +160,8 @@ impl Responder {
     /// The call's [`Context`].
     pub fn context(&mut self) -> Context {
         let token = self.token.get_or_insert_with(CancellationToken::new).clone();
-        Context::new(self.id, self.deadline, self.sink.peer().clone(), token)
+        let metadata = self.metadata.clone();
+        Context::new(self.id, self.deadline, self.sink.peer().clone(), token, metadata)
     }
 
     /// Sends `value` as the call's return value.
@@ -138,6 +173,10 @@ impl Responder {
         // The call completed: it was not abandoned, so the token must not fire.
         self.token = None;
         self.close_streams();
+        if self.id == ONEWAY_ID {
+            // A one-way call is answered by nobody.
+            return;
+        }
         self.sink.respond(self.id, &mut |buf| codec::encode_into(value, buf));
     }
 

@@ -11,6 +11,7 @@
 //!   Cancel   { id }
 //!   GoAway   { last_id }
 //!   Close    { code, message }
+//!   RequestMeta { id, method, budget_us, metadata } ++ bincode(argument tuple)
 //!   Item     { id }                     ++ bincode(one stream item)
 //!   End      { id }
 //!   Credit   { id, items, bytes }
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
 use crate::frame::Building;
+use crate::metadata::{MAX_ENTRIES, Metadata};
 use crate::{Code, Error};
 
 /// The four bytes that open every hello: "RPC" and a zero byte.
@@ -92,11 +94,18 @@ pub enum Header<'a> {
         /// A human-readable explanation.
         message: Cow<'a, str>,
     },
-    /// Tag 6, kept for a request that carries metadata (another branch defines it): only here
-    /// so that the variants after it keep their wire tags, which are their serde indexes.
-    /// Never sent; a received tag 6 is an unknown message.
-    #[doc(hidden)]
-    Reserved6,
+    /// Client → server: a [`Header::Request`] that carries metadata (tag 6). A request
+    /// without metadata is sent as a plain `Request`, so it pays nothing for this.
+    RequestMeta {
+        /// As in `Request`.
+        id: u64,
+        /// As in `Request`.
+        method: u32,
+        /// As in `Request`.
+        budget_us: u64,
+        /// The entries: bincode's `Vec<(String, Vec<u8>)>`.
+        metadata: Cow<'a, Metadata>,
+    },
     /// Either way: one item of call `id`'s stream; the body is the item. Sent only within the
     /// credit the receiver granted (see `proto::stream`).
     Item {
@@ -239,8 +248,13 @@ pub(crate) fn decode_header(payload: &[u8]) -> Result<(Header<'static>, usize), 
     let mut at = Cursor { bytes: payload, at: 0 };
     let header =
         Header::decode(&mut at).map_err(|e| Error::Protocol(format!("bad message header: {e}")))?;
-    let has_body =
-        matches!(header, Header::Request { .. } | Header::Response { .. } | Header::Item { .. });
+    let has_body = matches!(
+        header,
+        Header::Request { .. }
+            | Header::RequestMeta { .. }
+            | Header::Response { .. }
+            | Header::Item { .. }
+    );
     let extra = payload.len() - at.at;
     if !has_body && extra > 0 {
         return Err(Error::Protocol(format!(
@@ -274,7 +288,7 @@ impl Header<'_> {
             Header::Cancel { .. } => "Cancel",
             Header::GoAway { .. } => "GoAway",
             Header::Close { .. } => "Close",
-            Header::Reserved6 => "reserved (6)",
+            Header::RequestMeta { .. } => "RequestMeta",
             Header::Item { .. } => "Item",
             Header::End { .. } => "End",
             Header::Credit { .. } => "Credit",
@@ -312,8 +326,18 @@ impl Header<'_> {
                 put_varint(buf, u64::from(*code));
                 put_str(buf, message);
             }
-            // Never made by this crate; what bincode would write, for the property test.
-            Header::Reserved6 => put_varint(buf, 6),
+            Header::RequestMeta { id, method, budget_us, metadata } => {
+                put_varint(buf, 6);
+                put_varint(buf, *id);
+                put_varint(buf, u64::from(*method));
+                put_varint(buf, *budget_us);
+                put_varint(buf, metadata.len() as u64);
+                for (key, value) in metadata.iter() {
+                    put_str(buf, key);
+                    put_varint(buf, value.len() as u64);
+                    buf.put_slice(value);
+                }
+            }
             Header::Item { id } => {
                 put_varint(buf, 7);
                 put_varint(buf, *id);
@@ -339,6 +363,12 @@ impl Header<'_> {
             3 => Header::Cancel { id: at.u64()? },
             4 => Header::GoAway { last_id: at.u64()? },
             5 => Header::Close { code: at.u32()?, message: at.message()? },
+            6 => Header::RequestMeta {
+                id: at.u64()?,
+                method: at.u32()?,
+                budget_us: at.u64()?,
+                metadata: Cow::Owned(at.metadata()?),
+            },
             7 => Header::Item { id: at.u64()? },
             8 => Header::End { id: at.u64()? },
             9 => Header::Credit { id: at.u64()?, items: at.u32()?, bytes: at.u64()? },
@@ -426,16 +456,39 @@ impl Cursor<'_> {
     }
 
     fn string(&mut self) -> Result<Cow<'static, str>, String> {
+        let bytes = self.byte_slice("a text")?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| format!("a text that is not UTF-8 (at byte {})", e.valid_up_to()))?;
+        Ok(Cow::Owned(text.to_owned()))
+    }
+
+    /// A length-prefixed run of bytes, borrowed from the payload.
+    fn byte_slice(&mut self, what: &str) -> Result<&[u8], String> {
         let len = self.u64()?;
         let rest = &self.bytes[self.at..];
         let bytes = usize::try_from(len)
             .ok()
             .and_then(|len| rest.get(..len))
-            .ok_or_else(|| format!("a text of {len} bytes with only {} left", rest.len()))?;
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| format!("a text that is not UTF-8 (at byte {})", e.valid_up_to()))?;
+            .ok_or_else(|| format!("{what} of {len} bytes with only {} left", rest.len()))?;
         self.at += bytes.len();
-        Ok(Cow::Owned(text.to_owned()))
+        Ok(bytes)
+    }
+
+    /// A request's metadata. More than [`MAX_ENTRIES`] entries are refused here, before any
+    /// is kept: the only limit that breaks the protocol (the others fail the one call), so
+    /// that a frame of many empty entries cannot make us hold many.
+    fn metadata(&mut self) -> Result<Metadata, String> {
+        let count = self.u64()?;
+        if count > MAX_ENTRIES as u64 {
+            return Err(format!("metadata of {count} entries exceeds the limit of {MAX_ENTRIES}"));
+        }
+        let mut entries = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let key = self.string()?.into_owned();
+            let value = self.byte_slice("a metadata value")?.to_vec();
+            entries.push((key, value));
+        }
+        Ok(Metadata::from_wire(entries))
     }
 }
 

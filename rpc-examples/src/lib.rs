@@ -5,8 +5,10 @@
 //! - [`Calc`]: the implementation the servers run.
 //! - [`Call`]: one method call with its arguments, as `calculator-client` parses it and the
 //!   demo prints it.
-//! - [`serve_calculator`], [`shutdown_signal`] and [`init_tracing`]: what the binaries share
-//!   besides the service.
+//! - [`Stats`]: a second service on the same listeners (calls served per method, uptime, and
+//!   a one-way `log`), fed by the [`CallCounter`] interceptor.
+//! - [`bind_calculator`], [`shutdown_signal`] and [`init_tracing`]: what the binaries share
+//!   besides the services.
 //! - [`HumanDuration`] and [`HumanSize`]: `2s`, `500ms`, `4MiB` and the like, for
 //!   `calculator-server`'s flags.
 //!
@@ -15,10 +17,12 @@
 
 mod call;
 mod process;
+mod stats;
 mod units;
 
 pub use call::Call;
-pub use process::{init_tracing, serve_calculator, shutdown_signal};
+pub use process::{bind_calculator, init_tracing, shutdown_signal};
+pub use stats::{CallCounter, Report, Stats, StatsClient, StatsServer, StatsService, stats};
 pub use units::{HumanDuration, HumanSize};
 
 use serde::{Deserialize, Serialize};

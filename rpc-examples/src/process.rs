@@ -1,15 +1,13 @@
-//! What the binaries share besides the service: logging, signals, serving several endpoints.
+//! What the binaries share besides the services: logging, signals, the server they run.
 
 use std::future::Future;
 use std::io::IsTerminal;
 
-use rpc_core::Server;
+use rpc_core::{Endpoint, Server, ServerConfig};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing_subscriber::EnvFilter;
 
-use crate::{Calc, CalculatorServer};
+use crate::{Calc, CalculatorServer, StatsServer};
 
 /// Sends the framework's tracing events to stderr, filtered by `RUST_LOG` (for example
 /// `RUST_LOG=debug` or `RUST_LOG=rpc_core=trace`), or at level `default` when it is unset.
@@ -41,31 +39,24 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str>> 
     })
 }
 
-/// Serves [`Calc`] on every one of `servers` until `stop` completes, then shuts them all down
-/// gracefully (calls in flight finish, socket files are removed) and returns.
-pub async fn serve_calculator(
-    servers: Vec<Server>,
-    stop: impl Future<Output = ()>,
-) -> Result<(), rpc_core::Error> {
-    // Server::serve_with_shutdown takes one signal per server: fan `stop` out through a flag.
-    let (stopping, stopping_rx) = watch::channel(false);
-    let mut running = JoinSet::new();
-    for server in servers {
-        let mut stopping_rx = stopping_rx.clone();
-        let signal = async move {
-            let _ = stopping_rx.wait_for(|&stop| stop).await;
-        };
-        running.spawn(server.serve_with_shutdown(CalculatorServer::new(Calc), signal));
+/// Binds one server on every one of `endpoints` that hosts [`Calc`] and the [`Stats`]
+/// service, with the [`CallCounter`] interceptor feeding the latter. Run it with
+/// `run_with_shutdown`; one shutdown stops every listener.
+///
+/// [`Stats`]: crate::Stats
+/// [`CallCounter`]: crate::CallCounter
+pub async fn bind_calculator(
+    endpoints: &[Endpoint],
+    config: ServerConfig,
+) -> Result<Server, rpc_core::Error> {
+    let (stats, counter) = crate::stats();
+    let mut builder = Server::builder()
+        .config(config)
+        .service(CalculatorServer::new(Calc))
+        .service(StatsServer::new(stats))
+        .intercept(counter);
+    for endpoint in endpoints {
+        builder = builder.listen(endpoint);
     }
-    stop.await;
-    let _ = stopping.send(true);
-    let mut result = Ok(());
-    while let Some(served) = running.join_next().await {
-        match served {
-            Ok(served) => result = result.and(served),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => {} // cancelled: the set is ours and never aborts its tasks
-        }
-    }
-    result
+    builder.bind().await
 }

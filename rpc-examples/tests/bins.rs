@@ -173,6 +173,25 @@ fn client_prints_the_result_alone_and_exits_0_over_tcp_and_unix() {
 }
 
 #[test]
+fn client_stats_counts_calls_per_method_on_every_listener_and_log_is_one_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(&["tcp://127.0.0.1:0", &socket_in(dir.path())], None);
+    for endpoint in &server.endpoints {
+        assert_eq!(client(endpoint, &["add", "2", "3"]).status.code(), Some(0));
+    }
+    let out = client(&server.endpoints[0], &["log", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "", "a one-way call prints nothing");
+    let out = client(&server.endpoints[1], &["stats"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // One server serves both listeners, so both adds count; the log line may still be on its
+    // way on its own connection, so it is not counted on here.
+    assert!(stdout.contains("Calculator.add: 2"), "{stdout}");
+    assert!(stdout.starts_with("uptime: "), "{stdout}");
+}
+
+#[test]
 fn client_exits_1_with_the_message_when_the_calculator_refuses() {
     let server = ServerProcess::start(&["tcp://127.0.0.1:0"], None);
     let endpoint = &server.endpoints[0];

@@ -144,6 +144,12 @@ fn client(service: &Service<'_>) -> TokenStream {
                 Self { client: self.client.with_timeout(timeout) }
             }
 
+            /// A handle on the same connection whose calls carry `metadata` (such as an
+            /// authentication token), replacing this handle's.
+            #vis fn with_metadata(&self, metadata: ::rpc_core::Metadata) -> Self {
+                Self { client: self.client.with_metadata(metadata) }
+            }
+
             /// The underlying connection.
             #vis fn client(&self) -> &::rpc_core::Client {
                 &self.client
@@ -189,7 +195,9 @@ fn client_method(service: &Service<'_>, method: &Method<'_>) -> TokenStream {
     let sent: Vec<&&Ident> = sent.map(|(_, name)| name).collect();
     let stream = stream_arg.and_then(|(at, _)| names.get(at));
     let call = match (stream, method.stream_output().is_some()) {
-        // An idempotent method may be sent again after its connection is lost.
+        // A one-way method sends its request and waits for no reply; an idempotent one may be
+        // sent again after its connection is lost.
+        (None, false) if method.options.oneway.is_some() => Ident::new("call_oneway", output_span),
         (None, false) if method.options.idempotent.is_some() => {
             Ident::new("call_idempotent", output_span)
         }
@@ -237,6 +245,23 @@ fn server(service: &Service<'_>) -> TokenStream {
         }
     });
     let arms = service.methods.iter().map(|method| server_arm(service, method, &s));
+    let listed = service.methods.iter().map(|method| {
+        let cfgs = attrs_of(&method.item.attrs, "cfg");
+        let id = format_ident!("{}", method_id::const_name(method));
+        let method_name = &method.name;
+        quote! {
+            #(#cfgs)*
+            methods.push((#client::#id, #method_name));
+        }
+    });
+    let oneway = service.methods.iter().filter(|m| m.options.oneway.is_some()).map(|method| {
+        let cfgs = attrs_of(&method.item.attrs, "cfg");
+        let id = format_ident!("{}", method_id::const_name(method));
+        quote! {
+            #(#cfgs)*
+            #client::#id => true,
+        }
+    });
     quote! {
         #[doc = #doc]
         // A program that only calls never constructs the server.
@@ -286,6 +311,22 @@ fn server(service: &Service<'_>) -> TokenStream {
                 match method {
                     #(#names)*
                     _ => ::core::option::Option::None,
+                }
+            }
+
+            fn methods(
+                &self,
+            ) -> ::rpc_core::__private::Vec<(::core::primitive::u32, &'static ::core::primitive::str)> {
+                let mut methods = ::rpc_core::__private::Vec::new();
+                #(#listed)*
+                methods
+            }
+
+            fn is_oneway(&self, method: ::core::primitive::u32) -> ::core::primitive::bool {
+                #[allow(clippy::match_single_binding)]
+                match method {
+                    #(#oneway)*
+                    _ => false,
                 }
             }
 

@@ -131,12 +131,42 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
             TypeCheck { position: Position::Return, errors: &mut *errors }.visit_type(ty);
         }
     }
+    check_oneway(method, errors);
     if let Some(body) = &method.item.default {
         errors.push(
             body,
             "a service method cannot have a default body: its future must be `Send`, which a \
              default body cannot promise for every implementation; end the declaration with \
              `;` and write the body in the impl",
+        );
+    }
+}
+
+/// A one-way method sends no reply, so it returns `()`; and, as nothing tells its caller that
+/// it ran, it is not also `idempotent` (which is about sending it again after a lost reply).
+fn check_oneway(method: &Method<'_>, errors: &mut Errors) {
+    let Some(oneway) = method.options.oneway else { return };
+    let returns_unit = match method.output {
+        None => true,
+        Some(syn::Type::Tuple(tuple)) => tuple.elems.is_empty(),
+        Some(_) => false,
+    };
+    if !returns_unit {
+        let output = method.output.map_or(oneway, syn::spanned::Spanned::span);
+        errors.push_span(
+            output,
+            format!(
+                "a `#[rpc(oneway)]` method returns nothing: its caller gets no reply; remove \
+                 the return type of `{}`, or remove `oneway` to get one",
+                method.name
+            ),
+        );
+    }
+    if let Some(idempotent) = method.options.idempotent {
+        errors.push_span(
+            idempotent,
+            "`idempotent` and `oneway` do not go together: a one-way call is never sent again, \
+             as its caller never learns whether it arrived; remove one",
         );
     }
 }

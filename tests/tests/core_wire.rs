@@ -51,6 +51,36 @@ fn request_is_tag_id_method_budget_then_the_argument_tuple() {
     );
 }
 
+fn token_abc() -> rpc_core::Metadata {
+    let mut metadata = rpc_core::Metadata::new();
+    metadata.insert("token", "abc").expect("fits");
+    metadata
+}
+
+#[test]
+fn request_meta_is_the_request_fields_then_the_entries_then_the_argument_tuple() {
+    let header = Header::RequestMeta {
+        id: 1,
+        method: 0xDEAD_BEEF,
+        budget_us: 30_000_000,
+        metadata: Cow::Owned(token_abc()),
+    };
+    assert_eq!(
+        golden(&header, Some(&(2_i64, 3_i64))),
+        [
+            0x00, 0x00, 0x00, 0x19, // length 25
+            0x06, // RequestMeta
+            0x01, // id 1
+            0xfc, 0xef, 0xbe, 0xad, 0xde, // method 0xDEADBEEF
+            0xfc, 0x80, 0xc3, 0xc9, 0x01, // budget_us 30_000_000
+            0x01, // one entry
+            0x05, b't', b'o', b'k', b'e', b'n', // key "token"
+            0x03, b'a', b'b', b'c', // value "abc"
+            0x04, 0x06, // (2, 3), zigzag
+        ]
+    );
+}
+
 #[test]
 fn response_is_tag_id_then_the_return_value() {
     assert_eq!(golden(&Header::Response { id: 1 }, Some(&5_i64)), [0, 0, 0, 3, 0x01, 0x01, 0x0a]);
@@ -120,6 +150,7 @@ fn golden_payloads_decode_back_to_their_headers() {
         Header::Cancel { id: 300 },
         Header::GoAway { last_id: 7 },
         Header::Close { code: 9, message: Cow::Borrowed("x") },
+        Header::RequestMeta { id: 0, method: 1, budget_us: 2, metadata: Cow::Owned(token_abc()) },
         Header::Item { id: 1 },
         Header::End { id: 300 },
         Header::Credit { id: 1, items: 256, bytes: 262_144 },

@@ -39,7 +39,10 @@ pub(crate) fn on_frame(payload: &[u8]) -> Result<Event, Error> {
         Header::Credit { id, items, bytes } => {
             Ok(Event::Credit { id, grant: Grant { items, bytes } })
         }
-        Header::Request { .. } | Header::Cancel { .. } | Header::End { .. } | Header::Reserved6 => {
+        Header::Request { .. }
+        | Header::RequestMeta { .. }
+        | Header::Cancel { .. }
+        | Header::End { .. } => {
             Err(Error::Protocol("the server sent a client-only message".to_owned()))
         }
     }

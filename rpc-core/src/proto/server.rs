@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
+use crate::metadata::Metadata;
 use crate::proto::stream::{self, Grant};
+use crate::service::ONEWAY_ID;
 use crate::wire::{self, Header};
 use crate::{Code, Error};
 
@@ -28,7 +30,14 @@ pub(crate) enum Step<'a, T> {
     /// Start call `id`: decode `body` as the arguments of `method` and run it within `budget`
     /// (`None`: no deadline). If it does not finish at once, register it with
     /// [`ServerConn::spawned`].
-    Call { id: u64, method: u32, budget: Option<Duration>, body: &'a [u8] },
+    /// `metadata` is what a RequestMeta carried, within its limits.
+    Call {
+        id: u64,
+        method: u32,
+        budget: Option<Duration>,
+        body: &'a [u8],
+        metadata: Option<Metadata>,
+    },
     /// The request waits: as many calls run as may. Leave the frame where it is and look again
     /// when one ends; frames before it (a Cancel) were handled, so a Cancel is never stuck
     /// behind the limit it would relieve.
@@ -39,6 +48,8 @@ pub(crate) enum Step<'a, T> {
     Abort(T),
     /// Nothing to do.
     Nothing,
+    /// A one-way request refused: nothing is sent (nobody waits); log it.
+    Dropped { code: Code, message: String },
     /// The client sent Close: the connection ends.
     PeerClosed { code: Code, message: String },
     /// A frame of call `id`'s streams: route it to the stream, or if the call has none, see
@@ -104,14 +115,17 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
         let (header, body_at) = wire::decode_header(payload)?;
         let step = match header {
             Header::Request { id, method, budget_us } => {
-                let step = self.request(id, method, budget_us, &payload[body_at..]);
-                if step != Step::Wait {
-                    self.highest_id = self.highest_id.max(id);
-                    if self.phase == Phase::Serving {
-                        self.last_id = self.last_id.max(id);
+                self.taken(id, self.request(id, method, budget_us, &payload[body_at..], None))
+            }
+            Header::RequestMeta { id, method, budget_us, metadata } => {
+                let metadata = metadata.into_owned();
+                let step = match metadata.check() {
+                    Err(why) => Step::Refuse { id, code: Code::BadMetadata, message: why },
+                    Ok(()) => {
+                        self.request(id, method, budget_us, &payload[body_at..], Some(metadata))
                     }
-                }
-                step
+                };
+                self.taken(id, step)
             }
             Header::Cancel { id } => self.by_id.remove(&id).map_or(Step::Nothing, Step::Abort),
             Header::Close { code, message } => {
@@ -125,18 +139,38 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
             Header::Credit { id, items, bytes } => {
                 Step::Stream { id, frame: StreamFrame::Credit(Grant { items, bytes }) }
             }
-            Header::Response { .. }
-            | Header::Failure { .. }
-            | Header::GoAway { .. }
-            | Header::Reserved6 => {
+            Header::Response { .. } | Header::Failure { .. } | Header::GoAway { .. } => {
                 return Err(Error::Protocol("the client sent a server-only message".to_owned()));
             }
         };
         Ok(step)
     }
 
+    /// Notes request `id` as taken unless it waits; a refusal of a one-way request (id 0),
+    /// which nobody would read, is dropped.
+    fn taken<'a>(&mut self, id: u64, step: Step<'a, T>) -> Step<'a, T> {
+        if step != Step::Wait {
+            // Stream frames may name any id taken so far (see `stream::unknown_stream`).
+            self.highest_id = self.highest_id.max(id);
+            if self.phase == Phase::Serving {
+                self.last_id = self.last_id.max(id);
+            }
+        }
+        match step {
+            Step::Refuse { id: ONEWAY_ID, code, message } => Step::Dropped { code, message },
+            step => step,
+        }
+    }
+
     /// The checks a request passes before its method is looked up, in the order WIRE.md gives.
-    fn request<'a>(&self, id: u64, method: u32, budget_us: u64, body: &'a [u8]) -> Step<'a, T> {
+    fn request<'a>(
+        &self,
+        id: u64,
+        method: u32,
+        budget_us: u64,
+        body: &'a [u8],
+        metadata: Option<Metadata>,
+    ) -> Step<'a, T> {
         let refuse = |code, message: &str| Step::Refuse { id, code, message: message.to_owned() };
         if self.phase == Phase::GoingAway {
             return refuse(Code::ShuttingDown, "the server is shutting down");
@@ -144,7 +178,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
         if self.running.len() >= self.max_in_flight {
             return Step::Wait;
         }
-        if self.by_id.contains_key(&id) {
+        if id != ONEWAY_ID && self.by_id.contains_key(&id) {
             let message = format!("request id {id} is already in flight on this connection");
             return refuse(Code::BadRequest, &message);
         }
@@ -153,7 +187,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
             NO_DEADLINE => None,
             us => Some(Duration::from_micros(us)),
         };
-        Step::Call { id, method, budget, body }
+        Step::Call { id, method, budget, body, metadata }
     }
 
     /// A stream frame for `id` found no open stream: dropped if call `id` was read (it ended,
@@ -165,7 +199,10 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
     /// Call `id` did not finish at once and now runs on a task known as `ticket`.
     pub(crate) fn spawned(&mut self, id: u64, ticket: T) {
         self.running.insert(ticket, id);
-        self.by_id.insert(id, ticket);
+        // One-way calls count against the limit but cannot be cancelled: they share id 0.
+        if id != ONEWAY_ID {
+            self.by_id.insert(id, ticket);
+        }
     }
 
     /// The task of `ticket` ended, however it ended.
@@ -224,6 +261,26 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
     }
 }
 
+/// Whether request `id` may call a method whose one-way-ness is `oneway`: one-way methods
+/// take id 0 and only they do. A mismatch breaks the protocol, as the client and server no
+/// longer agree on whether an answer comes.
+pub(crate) fn check_oneway(
+    id: u64,
+    oneway: bool,
+    service: &str,
+    method: &str,
+) -> Result<(), Error> {
+    match (id == ONEWAY_ID, oneway) {
+        (true, false) => Err(Error::Protocol(format!(
+            "request id 0 is for one-way calls, but {service}.{method} returns a reply"
+        ))),
+        (false, true) => Err(Error::Protocol(format!(
+            "{service}.{method} is one-way: its requests must carry id 0, not {id}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The Failure to send, and whether to log it as a bug, when a call's return value could not
 /// be sent: too large for the client, or its `Serialize` failed or panicked.
 pub(crate) fn unsendable(error: &Error, panicked: bool) -> (Code, String) {
@@ -270,10 +327,11 @@ mod tests {
         let payload = request(1, 2_000_000);
         let step = conn.on_frame(&payload).expect("valid");
         let budget = Some(Duration::from_secs(2));
-        assert_eq!(step, Step::Call { id: 1, method: 9, budget, body: b"args" });
+        assert_eq!(step, Step::Call { id: 1, method: 9, budget, body: b"args", metadata: None });
         let payload = request(2, NO_DEADLINE);
         let step = conn.on_frame(&payload).expect("valid");
-        assert_eq!(step, Step::Call { id: 2, method: 9, budget: None, body: b"args" });
+        let metadata = None;
+        assert_eq!(step, Step::Call { id: 2, method: 9, budget: None, body: b"args", metadata });
     }
 
     #[test]
@@ -364,6 +422,71 @@ mod tests {
         assert_eq!(step, Step::PeerClosed { code: Code::FrameTooLarge, message: "too big".into() });
         assert!(conn.is_done());
         assert!(!conn.wants_read());
+    }
+
+    fn with_metadata(id: u64, metadata: Metadata) -> Vec<u8> {
+        let header = Header::RequestMeta {
+            id,
+            method: 9,
+            budget_us: NO_DEADLINE,
+            metadata: std::borrow::Cow::Owned(metadata),
+        };
+        frame(&header, b"args")
+    }
+
+    #[test]
+    fn metadata_within_its_limits_reaches_the_call_and_a_broken_limit_fails_that_call() {
+        let mut conn = ServerConn::<u64>::new(4);
+        let mut metadata = Metadata::new();
+        metadata.insert("token", "abc").expect("fits");
+        let payload = with_metadata(1, metadata.clone());
+        let step = conn.on_frame(&payload).expect("valid");
+        let body = b"args";
+        let expected =
+            Step::Call { id: 1, method: 9, budget: None, body, metadata: Some(metadata) };
+        assert_eq!(step, expected);
+        let bad = Metadata::from_wire(vec![("Upper".into(), b"x".to_vec())]);
+        let payload = with_metadata(2, bad);
+        let step = conn.on_frame(&payload).expect("the frame is intact");
+        assert!(matches!(step, Step::Refuse { id: 2, code: Code::BadMetadata, .. }), "{step:?}");
+        let many = (0..17).map(|i| (format!("k{i}"), vec![])).collect();
+        let err =
+            conn.on_frame(&with_metadata(3, Metadata::from_wire(many))).expect_err("too many");
+        assert!(err.to_string().contains("17 entries exceeds the limit of 16"), "{err}");
+    }
+
+    #[test]
+    fn one_way_requests_share_id_0_are_never_refused_aloud_and_cannot_be_cancelled() {
+        let mut conn = ServerConn::<u64>::new(4);
+        assert!(matches!(conn.on_frame(&request(0, NO_DEADLINE)), Ok(Step::Call { id: 0, .. })));
+        conn.spawned(0, 1);
+        // A second one-way call while the first runs is no reused id.
+        assert!(matches!(conn.on_frame(&request(0, NO_DEADLINE)), Ok(Step::Call { id: 0, .. })));
+        conn.spawned(0, 2);
+        assert_eq!(conn.running(), 2);
+        assert_eq!(
+            conn.on_frame(&frame(&Header::Cancel { id: 0 }, b"")).expect("valid"),
+            Step::Nothing
+        );
+        assert!(matches!(
+            conn.on_frame(&request(0, 0)),
+            Ok(Step::Dropped { code: Code::DeadlineExceeded, .. })
+        ));
+        assert_eq!(conn.owed().count(), 0, "no answer is owed for a one-way call");
+        conn.reaped(1);
+        conn.reaped(2);
+        assert_eq!(conn.running(), 0);
+    }
+
+    #[test]
+    fn id_0_for_a_replying_method_or_another_id_for_a_one_way_one_breaks_the_protocol() {
+        assert!(check_oneway(0, true, "S", "log").is_ok());
+        assert!(check_oneway(5, false, "S", "add").is_ok());
+        let err = check_oneway(0, false, "S", "add").expect_err("a violation");
+        assert_eq!(err.close_code(), Some(Code::ProtocolViolation));
+        assert!(err.to_string().contains("S.add returns a reply"), "{err}");
+        let err = check_oneway(7, true, "S", "log").expect_err("a violation");
+        assert!(err.to_string().contains("S.log is one-way"), "{err}");
     }
 
     #[test]

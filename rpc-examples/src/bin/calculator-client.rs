@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use rpc_core::{ClientConfig, Endpoint};
-use rpc_examples::{CalculatorClient, Call};
+use rpc_examples::{CalculatorClient, Call, Report, StatsClient};
 
 /// Calls a calculator server once and prints the result on stdout; with `--repeat`, makes
 /// the call many times and prints one summary line instead.
@@ -41,7 +41,20 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(1..))]
     concurrency: u64,
     #[command(subcommand)]
-    call: Call,
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Call(Call),
+    /// Prints the server's statistics: calls served per method since start, uptime
+    Stats,
+    /// Sends LINE to the server's log, one-way: returns once sent, no reply
+    Log {
+        /// The line to log
+        line: String,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -60,18 +73,25 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let call = match args.command {
+        Command::Call(call) => call,
+        Command::Stats => return report(StatsClient::new(calc.client().clone()).stats().await),
+        Command::Log { line } => {
+            return report(StatsClient::new(calc.client().clone()).log(line).await);
+        }
+    };
     if let Some(total) = args.repeat {
-        return repeat(&calc, &args.call, total, args.concurrency).await;
+        return repeat(&calc, &call, total, args.concurrency).await;
     }
     // Values are printed one per line as they come (many for a streaming method).
-    match args.call.run(&calc, |value| println!("{value}")).await {
+    match call.run(&calc, |value| println!("{value}")).await {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(refused)) => {
-            eprintln!("error: {}: {refused}", args.call);
+            eprintln!("error: {call}: {refused}");
             ExitCode::from(1)
         }
         Err(failed) => {
-            eprintln!("error: {}: {failed}", args.call);
+            eprintln!("error: {call}: {failed}");
             ExitCode::from(2)
         }
     }
@@ -135,4 +155,33 @@ async fn repeat(calc: &CalculatorClient, call: &Call, total: u64, tasks: u64) ->
             ExitCode::from(1)
         }
     }
+}
+
+/// Prints a Stats call's outcome: the report (nothing for `log`), or the error with status 2.
+fn report<T: Printed>(outcome: Result<T, rpc_core::Error>) -> ExitCode {
+    match outcome {
+        Ok(value) => {
+            value.print();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What a Stats command prints on success.
+trait Printed {
+    fn print(&self);
+}
+
+impl Printed for Report {
+    fn print(&self) {
+        println!("{self}");
+    }
+}
+
+impl Printed for () {
+    fn print(&self) {}
 }

@@ -1,10 +1,11 @@
-//! `calculator-server`: serves the calculator on one or more endpoints until Ctrl-C or SIGTERM.
+//! `calculator-server`: serves the calculator and its Stats on one or more endpoints until
+//! Ctrl-C or SIGTERM.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use rpc_core::{Endpoint, Server, ServerConfig};
+use rpc_core::{Endpoint, ServerConfig};
 use rpc_examples::{HumanDuration, HumanSize};
 
 /// Serves the calculator until Ctrl-C or SIGTERM, then shuts down gracefully: calls in flight
@@ -136,22 +137,21 @@ async fn serve(
     // Catch the signals before announcing anything: whoever reads "listening on" may signal
     // us at once.
     let signal = rpc_examples::shutdown_signal()?;
-    let mut servers = Vec::new();
-    for endpoint in endpoints {
-        let server = Server::bind_with(endpoint, config.clone()).await?;
-        // Bound is enough: connections queue in the backlog until the accept loop runs.
-        println!("listening on {}", server.local_endpoint());
-        servers.push(server);
+    let server = rpc_examples::bind_calculator(endpoints, config).await?;
+    // Bound is enough: connections queue in the backlog until the accept loops run.
+    for endpoint in server.local_endpoints() {
+        println!("listening on {endpoint}");
     }
     // A parent process reading our stdout through a pipe must see the lines now, not when a
     // buffer fills.
     std::io::stdout().flush()?;
 
-    rpc_examples::serve_calculator(servers, async {
-        let name = signal.await;
-        println!("received {name}, shutting down");
-    })
-    .await?;
+    server
+        .run_with_shutdown(async {
+            let name = signal.await;
+            println!("received {name}, shutting down");
+        })
+        .await?;
     println!("stopped");
     Ok(())
 }

@@ -2,9 +2,8 @@
 
 use std::process::ExitCode;
 
-use rpc_core::{Endpoint, Server};
-use rpc_examples::{CalculatorClient, Call};
-use tokio::sync::oneshot;
+use rpc_core::{Endpoint, ServerConfig};
+use rpc_examples::{CalculatorClient, Call, StatsClient};
 
 /// The calls made over each transport: plain results, the two kinds of refusal, then one
 /// streaming method of each kind (results streamed, numbers streamed, both).
@@ -42,18 +41,11 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     let wanted =
         [Endpoint::Tcp { host: "127.0.0.1".into(), port: 0 }, Endpoint::Unix(socket.clone())];
 
-    let mut servers = Vec::new();
-    let mut endpoints = Vec::new();
-    for endpoint in wanted {
-        let server = Server::bind(endpoint).await?;
-        endpoints.push(server.local_endpoint().clone());
-        servers.push(server);
-    }
-    let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(rpc_examples::serve_calculator(servers, async {
-        let _ = stopped.await;
-    }));
-    println!("The calculator, served over two transports:");
+    let server = rpc_examples::bind_calculator(&wanted, ServerConfig::default()).await?;
+    let endpoints: Vec<Endpoint> = server.local_endpoints().into_iter().cloned().collect();
+    let shutdown = server.shutdown_handle();
+    let serving = tokio::spawn(server.run());
+    println!("The calculator and its Stats, served by one server over two transports:");
     for endpoint in &endpoints {
         println!("  {endpoint}");
     }
@@ -80,10 +72,16 @@ async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     println!();
-    println!("Shutting down gracefully: calls in flight finish, then the servers stop.");
-    let _ = stop.send(());
+    let stats = StatsClient::connect(&endpoints[0]).await?;
+    // One-way: returns once sent; the server logs it and nothing comes back.
+    stats.log("hello from the demo".to_owned()).await?;
+    println!("Stats, from the same server:\n{}", stats.stats().await?);
+
+    println!();
+    println!("Shutting down gracefully: calls in flight finish, then every listener stops.");
+    shutdown.shutdown().await;
     serving.await??;
     let removed = if socket.exists() { "is still there" } else { "was removed" };
-    println!("Both servers stopped; the socket file {removed}.");
+    println!("The server stopped; the socket file {removed}.");
     Ok(())
 }

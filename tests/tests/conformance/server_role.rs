@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rpc_core::{Server, ServerConfig};
-use rpc_examples::{Calc, CalculatorServer};
+use rpc_examples::{Calc, CalculatorServer, StatsServer};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -58,17 +58,25 @@ impl Calculator {
             config.max_connections = n;
         }
         let max_frame = u32::try_from(config.max_frame).expect("a frame limit under 4 GiB");
-        let mut server = Server::bind_with(endpoint.as_str(), config).await.expect("bind");
+        // What calculator-server hosts: the Calculator, and the Stats service whose one-way
+        // `log` the vectors of services.json call.
+        let (stats, _counter) = rpc_examples::stats();
+        let mut builder = Server::builder()
+            .config(config)
+            .service(CalculatorServer::new(Calc))
+            .service(StatsServer::new(stats))
+            .listen(endpoint.as_str());
         if settings.refuse_peers {
-            server =
-                server.authorize(|_| Err("the conformance runner refuses everyone".to_owned()));
+            builder =
+                builder.authorize(|_| Err("the conformance runner refuses everyone".to_owned()));
         }
+        let server = builder.bind().await.expect("bind");
         let endpoint = server.local_endpoint().to_string();
         let (stop, stopped) = oneshot::channel::<()>();
         let signal = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(server.serve_with_shutdown(CalculatorServer::new(Calc), signal));
+        let task = tokio::spawn(server.run_with_shutdown(signal));
         Calculator { endpoint, max_frame, stop: Some(stop), task: Some(task), _dir: dir }
     }
 

@@ -42,6 +42,12 @@ where
     async fn never(&self, x: NoSuchType);
     #[allow(missing_docs)] // The client method gets docs of its own.
     async fn undocumented(&self) -> bool;
+    /// One-way, with the call context (to read metadata).
+    #[rpc(oneway)]
+    async fn note(&self, ctx: &rpc_core::Context, text: String);
+    /// One-way, with `()` spelled out.
+    #[rpc(oneway)]
+    async fn tick(&self) -> ();
 }
 
 fn main() {
@@ -53,6 +59,8 @@ fn main() {
         EverythingClient::TYPE_ID,
         EverythingClient::PLATFORM_ID,
         EverythingClient::UNDOCUMENTED_ID,
+        EverythingClient::NOTE_ID,
+        EverythingClient::TICK_ID,
     ];
     for (i, id) in ids.iter().enumerate() {
         assert!(!ids[..i].contains(id));
