@@ -230,11 +230,15 @@ impl Driver {
                 (false, Some(_)) => partial_since = None,
                 _ => {}
             }
-            // Registered before looking, so a change in between is not missed.
+            // Waiting on the outbox is for a connection that may not read: registered only
+            // then (a waiter costs a lock to add and remove), and before looking again, so a
+            // change in between is not missed.
             let mut changed = std::pin::pin!(outbox.changed());
-            changed.as_mut().enable();
-            // A peer that does not read its responses is not read from either.
-            let flooded = outbox.over_high_water();
+            let mut flooded = outbox.over_high_water();
+            if flooded || !self.proto.wants_read() {
+                changed.as_mut().enable();
+                flooded = outbox.over_high_water();
+            }
             if held_back && !flooded {
                 // It drained meanwhile: handle the frames left in the read buffer first.
                 continue;
