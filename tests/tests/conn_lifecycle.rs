@@ -392,24 +392,16 @@ impl Service for BadName {
 
 #[test]
 fn a_connection_task_that_panics_is_logged_and_the_server_goes_on() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber =
-        tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
-            let endpoint = server.local_endpoint().clone();
-            tokio::spawn(server.serve(BadName));
-            let doomed = Client::connect(&endpoint).await.unwrap();
-            let err = within(doomed.call::<_, u64>(1, &(1_u64,))).await.unwrap_err();
-            assert!(matches!(err, Error::ConnectionClosed | Error::Io(_)), "{err:?}");
-            let fine = Client::connect(&endpoint).await.unwrap();
-            assert_eq!(within(fine.call::<_, u64>(2, &(7_u64,))).await.unwrap(), 7);
-        });
+    let log = log_of(tracing::Level::INFO, || async {
+        let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
+        let endpoint = server.local_endpoint().clone();
+        tokio::spawn(server.serve(BadName));
+        let doomed = Client::connect(&endpoint).await.unwrap();
+        let err = within(doomed.call::<_, u64>(1, &(1_u64,))).await.unwrap_err();
+        assert!(matches!(err, Error::ConnectionClosed | Error::Io(_)), "{err:?}");
+        let fine = Client::connect(&endpoint).await.unwrap();
+        assert_eq!(within(fine.call::<_, u64>(2, &(7_u64,))).await.unwrap(), 7);
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let line = log.lines().find(|l| l.contains("connection task panicked")).expect(&log);
     assert!(line.contains("ERROR") && line.contains("no name for method 1"), "{line}");
     std::io::stderr().write_all(log.as_bytes()).unwrap();

@@ -4,7 +4,6 @@
 
 mod common;
 
-use common::Captured;
 use rpc_core::{Client, Code, DispatchError, HandlerFuture, Responder, Server, Service};
 
 /// Method 1 logs an event from inside its handler and answers; method 2 panics.
@@ -48,28 +47,16 @@ impl Service for Chatty {
 
 #[test]
 fn requests_run_in_a_span_naming_service_method_id_and_peer_and_panics_name_the_method() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    // A current-thread runtime keeps every task on this thread, under this subscriber.
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
-            let endpoint = server.local_endpoint().clone();
-            tokio::spawn(server.serve(Chatty));
-            let client = Client::connect(&endpoint).await.unwrap();
-            assert_eq!(client.call::<_, u64>(1, &(7u64,)).await.unwrap(), 7);
-            let err = client.call::<_, u64>(2, &(1u64,)).await.unwrap_err();
-            assert_eq!(err.code(), Some(Code::HandlerPanicked));
-            assert!(err.to_string().contains("Chatty.explode"), "{err}");
-        });
+    let log = common::log_of(tracing::Level::DEBUG, || async {
+        let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
+        let endpoint = server.local_endpoint().clone();
+        tokio::spawn(server.serve(Chatty));
+        let client = Client::connect(&endpoint).await.unwrap();
+        assert_eq!(client.call::<_, u64>(1, &(7u64,)).await.unwrap(), 7);
+        let err = client.call::<_, u64>(2, &(1u64,)).await.unwrap_err();
+        assert_eq!(err.code(), Some(Code::HandlerPanicked));
+        assert!(err.to_string().contains("Chatty.explode"), "{err}");
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let inside = log.lines().find(|l| l.contains("inside the handler")).expect(&log);
     for field in ["call{", "service=\"Chatty\"", "method=\"talk\"", "id=1", "peer=127.0.0.1:"] {
         assert!(inside.contains(field), "{field} missing from {inside:?}");
@@ -87,39 +74,28 @@ fn requests_run_in_a_span_naming_service_method_id_and_peer_and_panics_name_the_
 #[test]
 fn broken_and_reset_peers_do_not_flood_the_log() {
     use tokio::io::AsyncWriteExt;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
-            let endpoint = server.local_endpoint().clone();
-            let addr = common::tcp_addr(&endpoint);
-            tokio::spawn(server.serve(Chatty));
-            for _ in 0..50 {
-                let mut broken = tokio::net::TcpStream::connect(&addr).await.unwrap();
-                broken.write_all(&common::HELLO_4MIB).await.unwrap();
-                // An unknown message type: Close 11.
-                broken.write_all(&[0, 0, 0, 1, 0x63]).await.unwrap();
-                let _ = common::read_frame(&mut broken).await;
-                let _ = common::read_frame(&mut broken).await;
-                // Closed with the server's hello unread, and after our own: a reset.
-                let mut reset = tokio::net::TcpStream::connect(&addr).await.unwrap();
-                reset.write_all(&common::HELLO_4MIB).await.unwrap();
-                reset.readable().await.unwrap();
-                drop(reset);
-            }
-            // The server still serves.
-            let client = Client::connect(&endpoint).await.unwrap();
-            assert_eq!(client.call::<_, u64>(1, &(7u64,)).await.unwrap(), 7);
-        });
+    let log = common::log_of(tracing::Level::WARN, || async {
+        let server = Server::bind("tcp://127.0.0.1:0").await.unwrap();
+        let endpoint = server.local_endpoint().clone();
+        let addr = common::tcp_addr(&endpoint);
+        tokio::spawn(server.serve(Chatty));
+        for _ in 0..50 {
+            let mut broken = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            broken.write_all(&common::HELLO_4MIB).await.unwrap();
+            // An unknown message type: Close 11.
+            broken.write_all(&[0, 0, 0, 1, 0x63]).await.unwrap();
+            let _ = common::read_frame(&mut broken).await;
+            let _ = common::read_frame(&mut broken).await;
+            // Closed with the server's hello unread, and after our own: a reset.
+            let mut reset = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            reset.write_all(&common::HELLO_4MIB).await.unwrap();
+            reset.readable().await.unwrap();
+            drop(reset);
+        }
+        // The server still serves.
+        let client = Client::connect(&endpoint).await.unwrap();
+        assert_eq!(client.call::<_, u64>(1, &(7u64,)).await.unwrap(), 7);
     });
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let warnings = log.lines().filter(|l| l.contains("WARN")).count();
     assert!((1..=2).contains(&warnings), "{warnings} warnings:\n{log}");
     assert!(!log.contains("connection reset"), "{log}");

@@ -348,3 +348,22 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+/// What a `tracing` subscriber at `level` wrote (without colours) while `test` ran on a
+/// current-thread runtime, which keeps every task on this thread, under this subscriber.
+pub fn log_of<F: Future<Output = ()>>(level: tracing::Level, test: impl FnOnce() -> F) -> String {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        runtime.block_on(test());
+    });
+    let bytes = captured.0.lock().expect("not poisoned").clone();
+    String::from_utf8(bytes).expect("UTF-8 logs")
+}
