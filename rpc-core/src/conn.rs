@@ -120,7 +120,9 @@ impl Outbox {
             Ok::<_, Error>((Turn::Rest, true))
         })?;
         self.write_turns(turn);
-        Ok(owed.then_some(Flush(self)))
+        // `then`, not `then_some`: a `Flush` made and dropped here would end the hold that
+        // another caller owes, and write its batch at once.
+        Ok(owed.then(|| Flush(self)))
     }
 
     /// Holds frames back until [`Outbox::uncork`], so a batch of responses leaves in one write.
@@ -270,5 +272,68 @@ pub(crate) async fn next_frame(
         if !reader.fill(|buf| stream.try_read_buf(buf))? {
             return Ok(None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire;
+
+    /// An outbox on one end of a Unix socket pair, and the other end to read what it wrote.
+    async fn pair() -> (Arc<Outbox>, std::os::unix::net::UnixStream) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+        ours.set_nonblocking(true).expect("non-blocking");
+        theirs.set_nonblocking(true).expect("non-blocking");
+        let ours = tokio::net::UnixStream::from_std(ours).expect("registered");
+        // Until the reactor has seen the socket writable, a `try_write` would not be tried.
+        ours.writable().await.expect("writable");
+        (Outbox::new(Arc::new(Stream::Unix(ours)), 1 << 20), theirs)
+    }
+
+    fn request(id: u64) -> Header<'static> {
+        Header::Request { id, method: 1, budget_us: 1_000 }
+    }
+
+    /// Bytes the peer can read now, without waiting.
+    fn readable_now(mut peer: &std::os::unix::net::UnixStream) -> usize {
+        let mut buf = [0u8; 4096];
+        match io::Read::read(&mut peer, &mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn callers_that_join_a_held_batch_leave_it_to_the_flush_owed() {
+        let (outbox, peer) = pair().await;
+        let owed = outbox.send_deferred(&request(1), wire::no_body).expect("queued");
+        assert!(owed.is_some(), "the first deferred sender owes the flush");
+        for id in 2..10 {
+            let joined = outbox.send_deferred(&request(id), wire::no_body).expect("queued");
+            assert!(joined.is_none(), "a later sender joins the batch");
+        }
+        assert_eq!(readable_now(&peer), 0, "nothing leaves before the flush");
+        drop(owed);
+        let one = {
+            let mut single = BytesMut::new();
+            wire::encode(&mut single, &request(1), wire::no_body, 1 << 20).expect("encodes");
+            single.len()
+        };
+        assert_eq!(readable_now(&peer), 9 * one, "the whole batch leaves in one write");
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_reaches_flush_at_leaves_without_its_flush() {
+        let (outbox, peer) = pair().await;
+        let owed = outbox.send_deferred(&request(1), wire::no_body).expect("queued");
+        let mut id = 2;
+        while outbox.lock().queued() > 0 {
+            assert!(outbox.send_deferred(&request(id), wire::no_body).expect("queued").is_none());
+            id += 1;
+        }
+        assert!(readable_now(&peer) >= FLUSH_AT);
+        drop(owed);
     }
 }
