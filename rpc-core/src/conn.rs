@@ -328,11 +328,15 @@ mod tests {
     async fn a_batch_that_reaches_flush_at_leaves_without_its_flush() {
         let (outbox, peer) = pair().await;
         let owed = outbox.send_deferred(&request(1), wire::no_body).expect("queued");
-        let mut id = 2;
-        while outbox.lock().queued() > 0 {
+        // Joiners add frames until the batch reaches FLUSH_AT and is written (bounded, so a
+        // batch that never leaves fails instead of hanging).
+        for id in 2..=FLUSH_AT as u64 {
             assert!(outbox.send_deferred(&request(id), wire::no_body).expect("queued").is_none());
-            id += 1;
+            if outbox.lock().queued() == 0 {
+                break;
+            }
         }
+        assert_eq!(outbox.lock().queued(), 0, "a full batch leaves without its flush");
         assert!(readable_now(&peer) >= FLUSH_AT);
         drop(owed);
     }
