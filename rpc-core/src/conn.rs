@@ -62,7 +62,7 @@ impl Outbox {
         let before = out.signal();
         let result = transition(&mut out);
         self.queued.store(out.queued(), Ordering::Relaxed);
-        let changed = out.signal() != before;
+        let changed = out.signal().wakes_from(before);
         drop(out);
         if changed {
             self.changed.notify_waiters();

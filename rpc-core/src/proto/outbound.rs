@@ -309,5 +309,15 @@ impl Outbound {
     }
 }
 
+impl Signal {
+    /// Whether going from `before` to this may end someone's wait: the state changed, or the
+    /// queue fell below the high-water mark. Nobody waits for it to rise (whoever would,
+    /// looks before waiting), and waking the writer task for that cost a thread wakeup for
+    /// every large frame.
+    pub(crate) fn wakes_from(self, before: Signal) -> bool {
+        self.state != before.state || (before.flooded && !self.flooded)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -199,22 +199,25 @@ fn a_frame_over_the_peers_limit_is_refused_and_the_next_one_is_sent() {
 }
 
 #[test]
-fn flooding_and_draining_change_the_signal_but_taking_turns_does_not() {
+fn pushing_back_and_draining_wake_waiters_but_taking_turns_and_flooding_do_not() {
     let mut out = open();
     let idle = out.signal();
     out.push(&request(1), wire::no_body).expect("queued");
     let bytes = take(out.start());
     assert_eq!(out.signal(), idle, "a sender writing is not a change anyone waits for");
+    assert!(!out.signal().wakes_from(idle));
     assert_eq!(out.wrote(bytes, Ok(Written::WouldBlock)), Turn::Wait);
     let blocked = out.signal();
-    assert_ne!(blocked, idle);
+    assert!(blocked.wakes_from(idle), "the writer task must take over");
     let big = vec![1u8; HIGH_WATER];
     out.push(&request(2), wire::body(&big)).expect("queued");
     let flooded = out.signal();
     assert_ne!(flooded, blocked);
+    assert!(!flooded.wakes_from(blocked), "nobody waits for the queue to rise");
     let _rest_of_first = take(out.resume());
     let _second = take(out.wrote(BytesMut::new(), Ok(Written::All)));
     assert_eq!(out.signal(), idle, "drained below the mark while writing");
+    assert!(out.signal().wakes_from(flooded), "a server waiting for its peer to read goes on");
     assert_eq!(out.wrote(BytesMut::new(), Ok(Written::All)), Turn::Rest);
     assert_eq!(out.signal(), idle);
 }
