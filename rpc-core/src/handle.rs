@@ -271,11 +271,7 @@ impl Client {
         // The first attempt sends the whole timeout, as a client without retries would.
         let mut budget = self.timeout;
         loop {
-            // The current connection, or (rarely) a wait for the next one.
-            let conn = match manager.usable() {
-                Some(conn) => conn,
-                None => manager.connection(deadline).await?,
-            };
+            let conn = manager.connection(deadline).await?;
             let Failed { error, started } =
                 match conn.call_raw(method, &body, deadline, budget, metadata).await {
                     Ok(body) => return Ok(body),
