@@ -172,29 +172,34 @@ impl Outbox {
     pub(crate) async fn run_writer(self: Arc<Self>) {
         let mut closing_since = None;
         loop {
-            let changed = self.changed();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
-            let (needs_task, state) = {
-                let out = self.lock();
-                (out.needs_task(), out.state())
-            };
-            match state {
-                State::Closed | State::Failed => return self.shut(state),
-                State::Closing(_) => {
-                    closing_since.get_or_insert_with(tokio::time::Instant::now);
+            let ready = {
+                // Dropped before this task writes: a waiter still registered would be woken by
+                // the task's own transitions, and tokio reschedules a task woken while it runs
+                // as if it had yielded, waking the other worker thread for nothing.
+                let changed = self.changed();
+                let mut changed = std::pin::pin!(changed);
+                changed.as_mut().enable();
+                let (needs_task, state) = {
+                    let out = self.lock();
+                    (out.needs_task(), out.state())
+                };
+                match state {
+                    State::Closed | State::Failed => return self.shut(state),
+                    State::Closing(_) => {
+                        closing_since.get_or_insert_with(tokio::time::Instant::now);
+                    }
+                    State::Open(_) => {}
                 }
-                State::Open(_) => {}
-            }
-            if !needs_task {
-                changed.await;
-                continue;
-            }
-            let linger = closing_since.map(|since| since + LINGER);
-            let ready = tokio::select! {
-                ready = self.stream.writable() => ready,
-                () = &mut changed => continue,
-                () = sleep_until(linger) => Err(io::ErrorKind::TimedOut.into()),
+                if !needs_task {
+                    changed.await;
+                    continue;
+                }
+                let linger = closing_since.map(|since| since + LINGER);
+                tokio::select! {
+                    ready = self.stream.writable() => ready,
+                    () = &mut changed => continue,
+                    () = sleep_until(linger) => Err(io::ErrorKind::TimedOut.into()),
+                }
             };
             if ready.is_err() {
                 self.update(Outbound::fail);
@@ -276,68 +281,4 @@ pub(crate) async fn next_frame(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire;
-
-    /// An outbox on one end of a Unix socket pair, and the other end to read what it wrote.
-    async fn pair() -> (Arc<Outbox>, std::os::unix::net::UnixStream) {
-        let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socket pair");
-        ours.set_nonblocking(true).expect("non-blocking");
-        theirs.set_nonblocking(true).expect("non-blocking");
-        let ours = tokio::net::UnixStream::from_std(ours).expect("registered");
-        // Until the reactor has seen the socket writable, a `try_write` would not be tried.
-        ours.writable().await.expect("writable");
-        (Outbox::new(Arc::new(Stream::Unix(ours)), 1 << 20), theirs)
-    }
-
-    fn request(id: u64) -> Header<'static> {
-        Header::Request { id, method: 1, budget_us: 1_000 }
-    }
-
-    /// Bytes the peer can read now, without waiting.
-    fn readable_now(mut peer: &std::os::unix::net::UnixStream) -> usize {
-        let mut buf = [0u8; 4096];
-        match io::Read::read(&mut peer, &mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn callers_that_join_a_held_batch_leave_it_to_the_flush_owed() {
-        let (outbox, peer) = pair().await;
-        let owed = outbox.send_deferred(&request(1), wire::no_body).expect("queued");
-        assert!(owed.is_some(), "the first deferred sender owes the flush");
-        for id in 2..10 {
-            let joined = outbox.send_deferred(&request(id), wire::no_body).expect("queued");
-            assert!(joined.is_none(), "a later sender joins the batch");
-        }
-        assert_eq!(readable_now(&peer), 0, "nothing leaves before the flush");
-        drop(owed);
-        let one = {
-            let mut single = BytesMut::new();
-            wire::encode(&mut single, &request(1), wire::no_body, 1 << 20).expect("encodes");
-            single.len()
-        };
-        assert_eq!(readable_now(&peer), 9 * one, "the whole batch leaves in one write");
-    }
-
-    #[tokio::test]
-    async fn a_batch_that_reaches_flush_at_leaves_without_its_flush() {
-        let (outbox, peer) = pair().await;
-        let owed = outbox.send_deferred(&request(1), wire::no_body).expect("queued");
-        // Joiners add frames until the batch reaches FLUSH_AT and is written (bounded, so a
-        // batch that never leaves fails instead of hanging).
-        for id in 2..=FLUSH_AT as u64 {
-            assert!(outbox.send_deferred(&request(id), wire::no_body).expect("queued").is_none());
-            if outbox.lock().queued() == 0 {
-                break;
-            }
-        }
-        assert_eq!(outbox.lock().queued(), 0, "a full batch leaves without its flush");
-        assert!(readable_now(&peer) >= FLUSH_AT);
-        drop(owed);
-    }
-}
+mod tests;
