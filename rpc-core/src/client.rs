@@ -198,22 +198,23 @@ impl Connection {
             }
             // Only a caller that waits for a slot needs a timer of its own; a registered
             // call's deadline is kept by the connection's watchdog.
-            if !shared.calls.wait_for_slot(deadline).await {
+            // Boxed: a rare wait, kept out of every call future's size.
+            if !Box::pin(shared.calls.wait_for_slot(deadline)).await {
                 return Err(Failed::unsent(Error::DeadlineExceeded(budget)));
             }
             budget = deadline.map_or(budget, |d| d.saturating_duration_since(Instant::now()));
         };
         // From here on, dropping this future removes the call and, once sent, cancels it.
         let mut guard = CallGuard { shared, id, sent: false, removed: false };
-        let request = request_header(id, method, budget_us(deadline, budget), metadata);
         // Whether this is still the poll that registered the call. The wake for the result
         // is then still to come, to the waker the call was registered with, which is this
         // poll's: the first wait needs no lookup.
         let mut unpolled = true;
+        let request = || request_header(id, method, budget_us(deadline, budget), metadata);
         if concurrent {
             // Other calls are in flight, so more callers are likely runnable right now: let
             // them queue their requests too, and write them all with one syscall.
-            let flush = shared.outbox.send_deferred(&request, body).map_err(Failed::unsent)?;
+            let flush = shared.outbox.send_deferred(&request(), body).map_err(Failed::unsent)?;
             guard.sent = true;
             if let Some(flush) = flush {
                 // The request may leave with another task's write and be answered meanwhile;
@@ -224,7 +225,7 @@ impl Connection {
             }
         } else {
             // A lone call goes out at once: nothing to wait for but latency.
-            shared.outbox.send(&request, body).map_err(Failed::unsent)?;
+            shared.outbox.send(&request(), body).map_err(Failed::unsent)?;
             guard.sent = true;
         }
         poll_fn(|cx| {

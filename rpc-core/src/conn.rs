@@ -70,6 +70,20 @@ impl Outbox {
         result
     }
 
+    /// Applies a transition that never changes what waiters observe: queueing a frame (a
+    /// rising queue wakes nobody), holding, releasing, a sender becoming the writer. The
+    /// hot path of every call, so it skips comparing signals; debug builds check the claim.
+    fn update_quiet<R>(&self, transition: impl FnOnce(&mut Outbound) -> R) -> R {
+        let mut out = self.lock();
+        #[cfg(debug_assertions)]
+        let before = out.signal();
+        let result = transition(&mut out);
+        self.queued.store(out.queued(), Ordering::Relaxed);
+        #[cfg(debug_assertions)]
+        assert!(!out.signal().wakes_from(before), "a quiet transition changed the signal");
+        result
+    }
+
     /// Writes while the state machine hands this writer bytes.
     fn write_turns(&self, mut turn: Turn) {
         while let Turn::Write(mut bytes) = turn {
@@ -86,7 +100,7 @@ impl Outbox {
         header: &Header<'_>,
         body: impl FnOnce(&mut BytesMut) -> Result<(), CodecError>,
     ) -> Result<(), Error> {
-        let turn = self.update(|out| out.push(header, body).map(|()| out.start()))?;
+        let turn = self.update_quiet(|out| out.push(header, body).map(|()| out.start()))?;
         self.write_turns(turn);
         Ok(())
     }
@@ -110,7 +124,7 @@ impl Outbox {
         header: &Header<'_>,
         body: impl FnOnce(&mut BytesMut) -> Result<(), CodecError>,
     ) -> Result<Option<Flush<'_>>, Error> {
-        let (turn, owed) = self.update(|out| {
+        let (turn, owed) = self.update_quiet(|out| {
             out.push(header, body)?;
             if out.is_held() || out.queued() >= FLUSH_AT {
                 // The hold already owed writes it, or the batch is big enough to go now.
@@ -127,12 +141,12 @@ impl Outbox {
 
     /// Holds frames back until [`Outbox::uncork`], so a batch of responses leaves in one write.
     pub(crate) fn cork(&self) {
-        self.update(Outbound::hold);
+        self.update_quiet(Outbound::hold);
     }
 
     /// Writes everything held back by [`Outbox::cork`].
     pub(crate) fn uncork(&self) {
-        let turn = self.update(|out| {
+        let turn = self.update_quiet(|out| {
             out.release();
             out.start()
         });

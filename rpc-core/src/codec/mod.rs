@@ -90,7 +90,12 @@ struct BytesWriter<'a>(&'a mut BytesMut);
 
 impl Writer for BytesWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        self.0.put_slice(bytes);
+        // Most writes are one byte (a small integer, a tag): a constant-length copy, rather
+        // than a call to `memcpy` for every field.
+        match bytes {
+            [byte] => self.0.put_u8(*byte),
+            _ => self.0.put_slice(bytes),
+        }
         Ok(())
     }
 }
