@@ -213,18 +213,19 @@ fn encode_framed(
 /// shortest form, and error messages any reader can follow.
 pub(crate) fn decode_hello(payload: &[u8]) -> Result<usize, Error> {
     let mut at = Cursor { bytes: payload, at: 0 };
-    let bad =
-        |why: String| Error::Protocol(format!("bad hello (is the peer an rpc endpoint?): {why}"));
-    let magic = at.take::<4>().map_err(bad)?;
+    let bad = |why: &dyn std::fmt::Display| {
+        Error::Protocol(format!("bad hello (is the peer an rpc endpoint?): {why}"))
+    };
+    let magic = at.take::<4>().map_err(|e| bad(&e))?;
     if magic != MAGIC {
-        return Err(bad(format!("its magic bytes are {}, not {}", hex(&magic), hex(&MAGIC))));
+        return Err(bad(&format!("its magic bytes are {}, not {}", hex(&magic), hex(&MAGIC))));
     }
-    let version = at.u16().map_err(bad)?;
+    let version = at.u16().map_err(|e| bad(&e))?;
     // The version is checked before the rest: a later version may lay the hello out otherwise.
     if version != VERSION {
         return Err(Error::VersionMismatch { ours: VERSION, theirs: version });
     }
-    let max_frame = at.u32().map_err(bad)? as usize;
+    let max_frame = at.u32().map_err(|e| bad(&e))? as usize;
     // Later versions may append fields to the hello, so bytes after it are ignored.
     if max_frame < MIN_MAX_FRAME {
         return Err(Error::Protocol(format!(
@@ -355,7 +356,7 @@ impl Header<'_> {
         }
     }
 
-    fn decode(at: &mut Cursor<'_>) -> Result<Header<'static>, String> {
+    fn decode(at: &mut Cursor<'_>) -> Result<Header<'static>, Bad> {
         Ok(match at.u32()? {
             0 => Header::Request { id: at.u64()?, method: at.u32()?, budget_us: at.u64()? },
             1 => Header::Response { id: at.u64()? },
@@ -372,7 +373,7 @@ impl Header<'_> {
             7 => Header::Item { id: at.u64()? },
             8 => Header::End { id: at.u64()? },
             9 => Header::Credit { id: at.u64()?, items: at.u32()?, bytes: at.u64()? },
-            tag => return Err(format!("unknown message type {tag}")),
+            tag => return Err(Bad::UnknownTag(tag)),
         })
     }
 }
@@ -407,69 +408,106 @@ struct Cursor<'a> {
     at: usize,
 }
 
+/// Why a hello's or a header's bytes do not decode. Small and `Copy`, so the integer readers
+/// return it in registers on every field; it becomes words only when decoding fails.
+#[derive(Debug, Clone, Copy)]
+enum Bad {
+    CutShort,
+    /// A varint mark wider than the field.
+    Wide(u8),
+    /// A value and the mark it came with, which has a shorter form.
+    NotShortest(u64, u8),
+    /// Text that is not UTF-8, valid up to this byte.
+    NotUtf8(usize),
+    /// What, its declared length, and the bytes left.
+    Overlong(&'static str, u64, usize),
+    /// A metadata entry count over [`MAX_ENTRIES`].
+    Entries(u64),
+    UnknownTag(u32),
+}
+
+impl std::fmt::Display for Bad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Bad::CutShort => write!(f, "the message is cut short"),
+            Bad::Wide(mark) => {
+                write!(f, "an integer marked {mark:#04x}, wider than the field allows")
+            }
+            Bad::NotShortest(n, mark) => {
+                write!(f, "the integer {n} is not in its shortest form (marked {mark:#x})")
+            }
+            Bad::NotUtf8(at) => write!(f, "a text that is not UTF-8 (at byte {at})"),
+            Bad::Overlong(what, len, left) => {
+                write!(f, "{what} of {len} bytes with only {left} left")
+            }
+            Bad::Entries(count) => {
+                write!(f, "metadata of {count} entries exceeds the limit of {MAX_ENTRIES}")
+            }
+            Bad::UnknownTag(tag) => write!(f, "unknown message type {tag}"),
+        }
+    }
+}
+
 impl Cursor<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], Bad> {
         let rest = &self.bytes[self.at..];
-        let bytes = *rest.first_chunk::<N>().ok_or("the message is cut short")?;
+        let bytes = *rest.first_chunk::<N>().ok_or(Bad::CutShort)?;
         self.at += N;
         Ok(bytes)
     }
 
     /// A varint of at most `max_mark` width, in its shortest form.
-    fn varint(&mut self, max_mark: u8) -> Result<u64, String> {
+    fn varint(&mut self, max_mark: u8) -> Result<u64, Bad> {
         let [mark] = self.take::<1>()?;
         let (n, shortest) = match mark {
             0..=250 => return Ok(u64::from(mark)),
-            _ if mark > max_mark => {
-                return Err(format!("an integer marked {mark:#04x}, wider than the field allows"));
-            }
+            _ if mark > max_mark => return Err(Bad::Wide(mark)),
             VARINT_U16 => (u64::from(u16::from_le_bytes(self.take()?)), 251),
             VARINT_U32 => (u64::from(u32::from_le_bytes(self.take()?)), 1 << 16),
             _ => (u64::from_le_bytes(self.take()?), 1 << 32),
         };
         if n < shortest {
-            return Err(format!("the integer {n} is not in its shortest form (marked {mark:#x})"));
+            return Err(Bad::NotShortest(n, mark));
         }
         Ok(n)
     }
 
-    fn u16(&mut self) -> Result<u16, String> {
+    fn u16(&mut self) -> Result<u16, Bad> {
         // A u16 mark never carries more than 16 bits.
         self.varint(VARINT_U16).map(|n| n as u16)
     }
 
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, Bad> {
         // A u32 mark never carries more than 32 bits.
         self.varint(VARINT_U32).map(|n| n as u32)
     }
 
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, Bad> {
         self.varint(VARINT_U64)
     }
 
     /// A Failure's or Close's message, cut to [`MAX_MESSAGE`] bytes like one we send: a peer
     /// that sends a longer one still gets it shown, but no longer than ours.
-    fn message(&mut self) -> Result<Cow<'static, str>, String> {
+    fn message(&mut self) -> Result<Cow<'static, str>, Bad> {
         let mut text = self.string()?.into_owned();
         text.truncate(cut(&text).len());
         Ok(Cow::Owned(text))
     }
 
-    fn string(&mut self) -> Result<Cow<'static, str>, String> {
+    fn string(&mut self) -> Result<Cow<'static, str>, Bad> {
         let bytes = self.byte_slice("a text")?;
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| format!("a text that is not UTF-8 (at byte {})", e.valid_up_to()))?;
+        let text = std::str::from_utf8(bytes).map_err(|e| Bad::NotUtf8(e.valid_up_to()))?;
         Ok(Cow::Owned(text.to_owned()))
     }
 
     /// A length-prefixed run of bytes, borrowed from the payload.
-    fn byte_slice(&mut self, what: &str) -> Result<&[u8], String> {
+    fn byte_slice(&mut self, what: &'static str) -> Result<&[u8], Bad> {
         let len = self.u64()?;
         let rest = &self.bytes[self.at..];
         let bytes = usize::try_from(len)
             .ok()
             .and_then(|len| rest.get(..len))
-            .ok_or_else(|| format!("{what} of {len} bytes with only {} left", rest.len()))?;
+            .ok_or(Bad::Overlong(what, len, rest.len()))?;
         self.at += bytes.len();
         Ok(bytes)
     }
@@ -477,10 +515,10 @@ impl Cursor<'_> {
     /// A request's metadata. More than [`MAX_ENTRIES`] entries are refused here, before any
     /// is kept: the only limit that breaks the protocol (the others fail the one call), so
     /// that a frame of many empty entries cannot make us hold many.
-    fn metadata(&mut self) -> Result<Metadata, String> {
+    fn metadata(&mut self) -> Result<Metadata, Bad> {
         let count = self.u64()?;
         if count > MAX_ENTRIES as u64 {
-            return Err(format!("metadata of {count} entries exceeds the limit of {MAX_ENTRIES}"));
+            return Err(Bad::Entries(count));
         }
         let mut entries = Vec::with_capacity(count as usize);
         for _ in 0..count {
