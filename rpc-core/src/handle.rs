@@ -224,21 +224,17 @@ impl Client {
                     method = method,
                     trace_id = tracing::field::Empty
                 );
-                record_trace(&span, metadata.as_deref());
                 let body = |buf: &mut BytesMut| wire::body(args)(buf);
-                let call = self.managed_call(
-                    &owner.0,
-                    method,
-                    body,
-                    deadline,
-                    idempotent,
-                    metadata.as_deref(),
-                );
-                // Without a subscriber that wants it, the span is not entered on every poll.
+                let metadata = metadata.as_deref();
+                // Without a subscriber that wants it, the span is not entered on every poll;
+                // the call is awaited where it is made, so its future is not moved first.
                 if span.is_disabled() {
-                    call.await
+                    self.managed_call(&owner.0, method, body, deadline, idempotent, metadata).await
                 } else {
-                    tracing::Instrument::instrument(call, span).await
+                    record_trace(&span, metadata);
+                    let call =
+                        self.managed_call(&owner.0, method, body, deadline, idempotent, metadata);
+                    Box::pin(tracing::Instrument::instrument(call, span)).await
                 }
             }
             Inner::Service(service) => {
