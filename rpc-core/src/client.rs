@@ -19,7 +19,7 @@ use crate::proto::stream::StreamWindow;
 use crate::reconnect::Reconnect;
 use crate::service::ONEWAY_ID;
 use crate::stream_slot::{Slot, Slots};
-use crate::task::spawn_logged;
+use crate::task::{Gated, spawn_logged};
 use crate::wire::{self, Header};
 use crate::{Endpoint, Error, Keepalive, Metadata, frame};
 
@@ -376,7 +376,7 @@ async fn handshake(
 /// The connection's reader task: routes responses to their calls until the connection ends,
 /// then ends every call still pending.
 async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameReader) {
-    let mut user_gone = std::pin::pin!(shared.user_gone.notified());
+    let mut user_gone = Gated::new(shared.user_gone.notified());
     let mut last_stream = None;
     let result = loop {
         // Handle every frame already buffered before waiting on the socket again.

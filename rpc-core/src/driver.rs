@@ -22,6 +22,7 @@ use crate::ratelimit::RateLimit;
 use crate::router::Router;
 use crate::sink::ConnSink;
 use crate::stream_slot::Slots;
+use crate::task::Gated;
 use crate::wire::{self, Header};
 use crate::{Code, Error, ServerConfig};
 
@@ -196,9 +197,10 @@ impl Driver {
         hard_stop: &CancellationToken,
         timeouts: Timeouts,
     ) -> Result<(), Error> {
-        // Made once: a fresh one per loop would register and deregister a waiter every time.
-        let mut go_away = std::pin::pin!(go_away.cancelled());
-        let mut hard_stop = std::pin::pin!(hard_stop.cancelled());
+        // Made once: a fresh one per loop would register and deregister a waiter every time;
+        // and gated, so the turns of the loop that they did not wake do not poll them.
+        let mut go_away = Gated::new(go_away.cancelled());
+        let mut hard_stop = Gated::new(hard_stop.cancelled());
         let outbox = self.sink.outbox.clone();
         // One timer for both timeouts, moved only when it fires or a frame starts to arrive:
         // activity just records the time, so the path of a call touches no timer.
