@@ -395,7 +395,7 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
             break Err(e);
         }
         tokio::select! {
-            ready = stream.readable() => match ready.map_err(Error::Io).and_then(|()| reader.fill(|buf| stream.try_read_buf(buf))) {
+            ready = std::future::poll_fn(|cx| stream.poll_readable(cx)) => match ready.map_err(Error::Io).and_then(|()| reader.fill(|buf| stream.try_read_buf(buf))) {
                 Ok(true) => {}
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(e),

@@ -271,7 +271,7 @@ impl Driver {
                     timer.as_mut().reset(next);
                 }
                 () = &mut changed, if !can_read => {}
-                ready = stream.readable(), if can_read => {
+                ready = std::future::poll_fn(|cx| stream.poll_readable(cx)), if can_read => {
                     ready?;
 
                     if !reader.fill(|buf| stream.try_read_buf(buf))? {
