@@ -206,7 +206,7 @@ impl Driver {
         // activity just records the time, so the path of a call touches no timer.
         let mut last_activity = Instant::now();
         let mut partial_since: Option<Instant> = None;
-        let mut timer = std::pin::pin!(tokio::time::sleep_until(last_activity + timeouts.idle));
+        let mut timer = Gated::new(tokio::time::sleep_until(last_activity + timeouts.idle));
         loop {
             // Frames already buffered are one batch; responses of calls that finish at once
             // are written together when it ends.
@@ -225,8 +225,8 @@ impl Driver {
                 (true, None) => {
                     let now = Instant::now();
                     partial_since = Some(now);
-                    if now + timeouts.frame < timer.deadline() {
-                        timer.as_mut().reset(now + timeouts.frame);
+                    if now + timeouts.frame < timer.inner().deadline() {
+                        timer.inner_mut().reset(now + timeouts.frame);
                     }
                 }
                 (false, Some(_)) => partial_since = None,
@@ -268,7 +268,7 @@ impl Driver {
                     if let Some(since) = partial_since {
                         next = next.min(since + timeouts.frame);
                     }
-                    timer.as_mut().reset(next);
+                    timer.inner_mut().reset(next);
                 }
                 () = &mut changed, if !can_read => {}
                 ready = std::future::poll_fn(|cx| stream.poll_readable(cx)), if can_read => {

@@ -90,6 +90,20 @@ impl<F: Future> Gated<F> {
     }
 }
 
+impl<F> Gated<F> {
+    /// The inner future, to look at.
+    pub(crate) fn inner(&self) -> &F {
+        &self.inner
+    }
+
+    /// The inner future, to change (reset a timer): the next poll goes through, so it
+    /// registers whatever the change needs.
+    pub(crate) fn inner_mut(&mut self) -> Pin<&mut F> {
+        self.gate.woken.store(true, Ordering::Release);
+        self.inner.as_mut()
+    }
+}
+
 impl<F: Future> Future for Gated<F> {
     type Output = F::Output;
 
@@ -115,6 +129,7 @@ impl<F: Future> Future for Gated<F> {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
 
     /// Counts its polls; ready once `fire` is set, waking whoever waits when fired.
     struct Probe {
@@ -163,6 +178,22 @@ mod tests {
         assert_eq!(polls.load(Ordering::SeqCst), 2);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_inner_future_is_polled_again() {
+        let start = tokio::time::Instant::now();
+        let mut timer = Gated::new(tokio::time::sleep_until(start + Duration::from_secs(60)));
+        let woken = Arc::new(Woken::default());
+        let waker = Waker::from(woken.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut timer).poll(&mut cx).is_pending());
+        // Moved earlier: the next poll registers the new deadline, which then wakes the task.
+        timer.inner_mut().reset(start + Duration::from_secs(1));
+        assert!(Pin::new(&mut timer).poll(&mut cx).is_pending());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "the earlier deadline woke the task");
+        assert!(Pin::new(&mut timer).poll(&mut cx).is_ready());
+    }
+
     #[tokio::test]
     async fn a_wake_reaches_the_task_that_polled_last() {
         let notify = Arc::new(tokio::sync::Notify::new());
@@ -174,7 +205,7 @@ mod tests {
         let waiter = tokio::spawn(gated);
         tokio::task::yield_now().await;
         notify.notify_one();
-        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+        tokio::time::timeout(Duration::from_secs(10), waiter)
             .await
             .expect("the wake reached the task awaiting the future")
             .expect("no panic");
