@@ -191,23 +191,32 @@ impl Client {
     ///
     /// Ends with [`Error::DeadlineExceeded`] when the deadline passes first. Dropping the
     /// returned future cancels the call on the server.
-    pub async fn call<A, R>(&self, method: u32, args: &A) -> Result<R, Error>
+    // Not an `async fn`: the future is `call_with`'s own, without a layer around it.
+    pub fn call<'a, A, R>(
+        &'a self,
+        method: u32,
+        args: &'a A,
+    ) -> impl Future<Output = Result<R, Error>> + 'a
     where
         A: Serialize + ?Sized,
-        R: DeserializeOwned,
+        R: DeserializeOwned + 'a,
     {
-        self.call_with(method, args, false).await
+        self.call_with(method, args, false)
     }
 
     /// Like [`Client::call`], for a method that may run twice without harm: if its
     /// connection is lost (or its server stops) before the result comes, it is sent again,
     /// on the next connection, while its deadline allows.
-    pub async fn call_idempotent<A, R>(&self, method: u32, args: &A) -> Result<R, Error>
+    pub fn call_idempotent<'a, A, R>(
+        &'a self,
+        method: u32,
+        args: &'a A,
+    ) -> impl Future<Output = Result<R, Error>> + 'a
     where
         A: Serialize + ?Sized,
-        R: DeserializeOwned,
+        R: DeserializeOwned + 'a,
     {
-        self.call_with(method, args, true).await
+        self.call_with(method, args, true)
     }
 
     async fn call_with<A, R>(&self, method: u32, args: &A, idempotent: bool) -> Result<R, Error>
@@ -267,7 +276,11 @@ impl Client {
         // The first attempt sends the whole timeout, as a client without retries would.
         let mut budget = self.timeout;
         loop {
-            let conn = manager.connection(deadline).await?;
+            // The usual case without a future to make, poll and drop.
+            let conn = match manager.usable() {
+                Some(conn) => conn,
+                None => manager.connection(deadline).await?,
+            };
             let Failed { error, started } =
                 match conn.call_raw(method, &body, deadline, budget, metadata).await {
                     Ok(body) => return Ok(body),

@@ -378,6 +378,7 @@ impl Header<'_> {
     }
 }
 
+#[inline(always)]
 fn put_varint(buf: &mut BytesMut, n: u64) {
     if n <= 250 {
         buf.put_u8(n as u8);
@@ -457,6 +458,7 @@ impl Cursor<'_> {
     }
 
     /// A varint of at most `max_mark` width, in its shortest form.
+    #[inline(always)]
     fn varint(&mut self, max_mark: u8) -> Result<u64, Bad> {
         let [mark] = self.take::<1>()?;
         let (n, shortest) = match mark {
