@@ -123,6 +123,7 @@ impl Calls {
     }
 
     /// Whether new calls may start here: no GoAway came and the connection is open.
+    #[inline]
     pub(crate) fn usable(&self) -> bool {
         !self.closed.load(Ordering::Acquire)
             && self.last_started.load(Ordering::Acquire) == NO_GOAWAY

@@ -142,6 +142,7 @@ impl Connection {
     }
 
     /// Whether new calls may start on this connection (no GoAway, not closed).
+    #[inline]
     pub(crate) fn usable(&self) -> bool {
         self.handle.shared.calls.usable()
     }

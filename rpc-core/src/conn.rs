@@ -50,6 +50,7 @@ impl Outbox {
         })
     }
 
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Outbound> {
         // A panic cannot leave the state half-changed: frames are pushed whole (a guard
         // removes a partial one on unwind) and every transition is a few assignments.
@@ -85,6 +86,7 @@ impl Outbox {
     }
 
     /// Writes while the state machine hands this writer bytes.
+    #[inline]
     fn write_turns(&self, mut turn: Turn) {
         while let Turn::Write(mut bytes) = turn {
             let written = write_some(&self.stream, &mut bytes);

@@ -183,6 +183,7 @@ impl Driver {
 }
 
 /// Tells the interceptors, if any, how a call ended.
+#[inline]
 fn end(chain: &Option<Chain>, passed: Option<Passed>, outcome: Outcome) {
     if let (Some(chain), Some(passed)) = (chain, passed) {
         passed.end(chain, outcome);

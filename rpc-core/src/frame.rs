@@ -31,6 +31,7 @@ pub(crate) fn declared(src: &[u8]) -> Option<usize> {
 /// The payload length of the frame at the front of `src` if all of it is there; `Ok(None)`
 /// means more bytes are needed. A declared length over `max` is an error: the stream cannot be
 /// trusted after it, and the connection must close.
+#[inline]
 pub(crate) fn complete(src: &[u8], max: usize) -> Result<Option<usize>, Error> {
     let Some(size) = declared(src) else { return Ok(None) };
     if size > max {
@@ -50,6 +51,7 @@ pub(crate) struct Building<'a> {
 
 impl<'a> Building<'a> {
     /// Starts a frame at the end of `buf`, with room for its length.
+    #[inline]
     pub(crate) fn begin(buf: &'a mut BytesMut) -> Building<'a> {
         let start = buf.len();
         buf.extend_from_slice(&[0; HEAD_LEN]);
@@ -63,6 +65,7 @@ impl<'a> Building<'a> {
 
     /// Patches in the length and keeps the frame; a payload over `limit` is removed and
     /// reported instead.
+    #[inline]
     pub(crate) fn finish(mut self, limit: usize) -> Result<(), Error> {
         let size = self.buf.len() - self.start - HEAD_LEN;
         if size > limit || u32::try_from(size).is_err() {

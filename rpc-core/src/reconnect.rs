@@ -206,6 +206,7 @@ impl Manager {
     }
 
     /// The current connection, if it takes calls.
+    #[inline]
     pub(crate) fn usable(&self) -> Option<Arc<Connection>> {
         self.current.get().filter(|conn| conn.usable())
     }
@@ -293,6 +294,7 @@ impl Current {
     }
 
     /// The current connection, from this thread's slot.
+    #[inline]
     fn get(&self) -> Option<Arc<Connection>> {
         let slot = &self.slots[thread_index() % self.slots.len()];
         slot.0.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -307,6 +309,7 @@ impl Current {
 }
 
 /// A small number that differs between threads, to spread them over [`Current`]'s slots.
+#[inline]
 fn thread_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {

@@ -278,6 +278,7 @@ impl Responder {
         self.sink.fail(self.id, code, message);
     }
 
+    #[inline]
     fn close_streams(&mut self) {
         if let Some(slot) = self.slot.take() {
             self.sink.slots().remove(self.id, &slot);

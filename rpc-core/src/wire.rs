@@ -474,16 +474,19 @@ impl Cursor<'_> {
         Ok(n)
     }
 
+    #[inline]
     fn u16(&mut self) -> Result<u16, Bad> {
         // A u16 mark never carries more than 16 bits.
         self.varint(VARINT_U16).map(|n| n as u16)
     }
 
+    #[inline]
     fn u32(&mut self) -> Result<u32, Bad> {
         // A u32 mark never carries more than 32 bits.
         self.varint(VARINT_U32).map(|n| n as u32)
     }
 
+    #[inline]
     fn u64(&mut self) -> Result<u64, Bad> {
         self.varint(VARINT_U64)
     }

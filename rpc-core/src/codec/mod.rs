@@ -89,6 +89,7 @@ impl std::fmt::Display for CodecError {
 struct BytesWriter<'a>(&'a mut BytesMut);
 
 impl Writer for BytesWriter<'_> {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
         // Most writes are one byte (a small integer, a tag): a constant-length copy, rather
         // than a call to `memcpy` for every field.

@@ -163,6 +163,7 @@ impl Outbound {
 
     /// A sender's turn after queueing or releasing: it becomes the writer if nobody is
     /// writing and something may be written.
+    #[inline]
     pub(crate) fn start(&mut self) -> Turn {
         if self.state != State::Open(Io::Idle) {
             return Turn::Rest;
@@ -249,6 +250,7 @@ impl Outbound {
 
     /// The bytes to write next: the rest of an earlier write first, then the queued frames,
     /// unless they are held.
+    #[inline]
     fn next_chunk(&mut self) -> Option<BytesMut> {
         if self.out.is_empty() {
             if self.queue.is_empty() || self.holding() {

@@ -108,6 +108,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
 
     /// What one frame from the client means. An error breaks the protocol: the connection
     /// closes with the error's Close code.
+    #[inline]
     pub(crate) fn on_frame<'a>(&mut self, payload: &'a [u8]) -> Result<Step<'a, T>, Error> {
         if self.phase == Phase::Closed {
             return Err(Error::Protocol("a frame after the connection closed".to_owned()));
@@ -148,6 +149,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
 
     /// Notes request `id` as taken unless it waits; a refusal of a one-way request (id 0),
     /// which nobody would read, is dropped.
+    #[inline]
     fn taken<'a>(&mut self, id: u64, step: Step<'a, T>) -> Step<'a, T> {
         if step != Step::Wait {
             // Stream frames may name any id taken so far (see `stream::unknown_stream`).
@@ -163,6 +165,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
     }
 
     /// The checks a request passes before its method is looked up, in the order WIRE.md gives.
+    #[inline]
     fn request<'a>(
         &self,
         id: u64,
@@ -264,6 +267,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
 /// Whether request `id` may call a method whose one-way-ness is `oneway`: one-way methods
 /// take id 0 and only they do. A mismatch breaks the protocol, as the client and server no
 /// longer agree on whether an answer comes.
+#[inline]
 pub(crate) fn check_oneway(
     id: u64,
     oneway: bool,
