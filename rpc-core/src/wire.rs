@@ -478,6 +478,7 @@ impl std::fmt::Display for Bad {
 }
 
 impl Cursor<'_> {
+    #[inline(always)]
     fn take<const N: usize>(&mut self) -> Result<[u8; N], Bad> {
         let rest = &self.bytes[self.at..];
         let bytes = *rest.first_chunk::<N>().ok_or(Bad::CutShort)?;
