@@ -91,6 +91,19 @@ impl Outbox {
         Ok(())
     }
 
+    /// Queues whole frames encoded elsewhere, all or none, and writes them now unless frames
+    /// are held; leaves `frames` empty. See [`Outbound::append`].
+    pub(crate) fn send_frames(&self, frames: &mut BytesMut) -> Result<(), Error> {
+        let turn = self.update(|out| out.append(frames).map(|()| out.start()))?;
+        self.write_turns(turn);
+        Ok(())
+    }
+
+    /// The largest frame payload the peer accepts.
+    pub(crate) fn peer_max(&self) -> usize {
+        self.lock().peer_max()
+    }
+
     /// Answers call `id` with a framework error. Nothing to do if the connection is gone.
     pub(crate) fn fail_call(&self, id: u64, code: crate::Code, message: &str) {
         let _ = self.send(&Header::failure(id, code, message), crate::wire::no_body);

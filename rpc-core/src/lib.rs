@@ -47,6 +47,8 @@
 //! - `task`: tasks whose panics are reported.
 //! - `stream_slot`: one call's streams shared by the reader and the task that takes or sends
 //!   items: credit, items not yet taken, wakers.
+//! - `stream_batch`: a stream's items in batches: encoded and queued together by the sender,
+//!   delivered together by the reader, moved out together by the consumer.
 //! - `streaming`: [`Streaming`], a stream of items within a call, on either side.
 //! - `client_streams`: the client's streaming calls: items out under credit, items in.
 //!
@@ -90,6 +92,7 @@ mod server;
 mod service;
 mod sink;
 mod sockfile;
+mod stream_batch;
 mod stream_slot;
 mod streaming;
 mod task;

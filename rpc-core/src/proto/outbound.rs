@@ -147,6 +147,37 @@ impl Outbound {
         Ok(())
     }
 
+    /// Queues whole frames encoded elsewhere (each within [`Outbound::peer_max`]), all or
+    /// none, and leaves `frames` empty; into an empty queue they move without a copy. Frames
+    /// the process's buffer budget has no room for are refused, as [`Outbound::push`] refuses
+    /// one frame: unless they are small.
+    pub(crate) fn append(&mut self, frames: &mut BytesMut) -> Result<(), Error> {
+        if !matches!(self.state, State::Open(_)) {
+            return Err(Error::ConnectionClosed);
+        }
+        let queued = self.queued() + frames.len();
+        if queued > self.charge.bytes() {
+            let charged = self.charge.set(queued.next_multiple_of(CHARGE_STEP));
+            if let Err(e) = charged
+                && frames.len() > wire::MIN_MAX_FRAME
+            {
+                return Err(e);
+            }
+        }
+        if self.queue.is_empty() {
+            std::mem::swap(&mut self.queue, frames);
+        } else {
+            self.queue.extend_from_slice(frames);
+            frames.clear();
+        }
+        Ok(())
+    }
+
+    /// The largest frame payload the peer accepts.
+    pub(crate) fn peer_max(&self) -> usize {
+        self.peer_max
+    }
+
     /// Holds queued frames back until [`Outbound::release`].
     pub(crate) fn hold(&mut self) {
         self.holds += 1;
