@@ -18,7 +18,7 @@ use crate::proto::server::NO_DEADLINE;
 use crate::proto::stream::StreamWindow;
 use crate::reconnect::Reconnect;
 use crate::service::ONEWAY_ID;
-use crate::stream_batch::Delivery;
+use crate::stream_items::{Delivery, SMALL_ITEM};
 use crate::stream_slot::Slots;
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
@@ -308,6 +308,17 @@ impl Shared {
         crate::proto::stream::unknown_stream(id, used)
     }
 
+    /// Handles an Item frame with a small body where it lies in the read buffer; `None` for
+    /// any other frame.
+    fn on_small_item(&self, payload: &[u8], delivery: &mut Delivery) -> Option<Result<(), Error>> {
+        let (id, body_at) = proto::small_item(payload, SMALL_ITEM)?;
+        Some(match delivery.add_slice(id, &payload[body_at..], |id| self.slots.get(id)) {
+            Ok(true) => Ok(()),
+            Ok(false) => self.unknown_stream(id),
+            Err(e) => Err(e),
+        })
+    }
+
     /// Handles one frame from the server. Items are gathered in `delivery`, and delivered
     /// before any other frame is handled: a call's items come before its end.
     fn on_frame(&self, frame: Bytes, delivery: &mut Delivery) -> Result<(), Error> {
@@ -372,6 +383,12 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
     let result = loop {
         // Handle every frame already buffered before waiting on the socket again.
         let handled = loop {
+            // Small stream items are copied out where they lie; other frames are taken whole.
+            match reader.with_next(|payload| shared.on_small_item(payload, &mut delivery)) {
+                Ok(Some(Ok(()))) => continue,
+                Ok(Some(Err(e))) | Err(e) => break Err(e),
+                Ok(None) => {}
+            }
             match reader.next_buffered() {
                 Ok(Some(frame)) => {
                     if let Err(e) = shared.on_frame(frame, &mut delivery) {

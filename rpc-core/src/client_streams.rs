@@ -16,7 +16,8 @@ use crate::calls::Registered;
 use crate::client::{Connection, Handle, Shared};
 use crate::proto::server::NO_DEADLINE;
 use crate::proto::stream::Grant;
-use crate::stream_batch::{self, Intake, Sent};
+use crate::stream_items::Intake;
+use crate::stream_send::{self, Sent};
 use crate::stream_slot::Slot;
 use crate::streaming::{Source, Streaming};
 use crate::task::spawn_logged;
@@ -176,17 +177,15 @@ impl StreamCall {
         }))
     }
 
-    /// Takes a delivered item, granting credit back when it is time.
-    fn poll_item(&mut self, cx: &mut Context<'_>) -> Option<Bytes> {
-        let (grant, item) = self.intake.poll_item(cx);
+    /// Whether a delivered item is there to take (`Ready(false)`: the items are over),
+    /// granting credit back when it is time.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let (grant, ready) = self.intake.poll_ready(cx);
         if let Some(Grant { items, bytes }) = grant {
             let credit = Header::Credit { id: self.id, items, bytes };
             let _ = self.shared().outbox.send(&credit, wire::no_body);
         }
-        match item {
-            Poll::Ready(item) => item,
-            Poll::Pending => None,
-        }
+        ready
     }
 
     /// Sends `items` on a task of their own, as credit allows, then the stream's end.
@@ -195,7 +194,7 @@ impl StreamCall {
         spawn_logged("client stream", async move {
             let mut items = std::pin::pin!(items);
             let next = |cx: &mut Context<'_>| items.as_mut().poll_next(cx).map(|item| item.map(Ok));
-            match stream_batch::send_items(id, &slot, &*shared.outbox, next).await {
+            match stream_send::send_items(id, &slot, &*shared.outbox, next).await {
                 Sent::Ended => {
                     let _ = shared.outbox.send(&Header::End { id }, wire::no_body);
                 }
@@ -212,17 +211,16 @@ impl StreamCall {
 }
 
 impl Source for StreamCall {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
-        if let Some(body) = self.poll_item(cx) {
-            return Poll::Ready(Some(Ok(body)));
-        }
-        if self.end.is_none() {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<&[u8], Error>>> {
+        let mut ready = self.poll_ready(cx);
+        if ready != Poll::Ready(true) && self.end.is_none() {
             let result = std::task::ready!(self.poll_result(cx));
             self.end = Some(result.err());
             // Items delivered before the result are still to be taken, in order, first.
-            if let Some(body) = self.poll_item(cx) {
-                return Poll::Ready(Some(Ok(body)));
-            }
+            ready = self.poll_ready(cx);
+        }
+        if ready == Poll::Ready(true) {
+            return Poll::Ready(self.intake.take().map(Ok));
         }
         Poll::Ready(self.end.as_mut().and_then(Option::take).map(Err))
     }

@@ -12,12 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codec::{self, CodecError};
 use crate::proto::stream::{Grant, StreamWindow};
-use crate::stream_batch::{self, Frames, Intake, Sent};
+use crate::stream_items::Intake;
+use crate::stream_send::{self, Frames, Sent};
 use crate::stream_slot::{Slot, Slots};
 use crate::streaming::{Source, Streaming};
 use crate::wire::Header;
 use crate::{Code, Context, Error, Metadata, Peer};
-use bytes::Bytes;
 
 /// The request id of one-way requests: never answered (WIRE.md).
 pub(crate) const ONEWAY_ID: u64 = 0;
@@ -214,7 +214,7 @@ impl Responder {
             return self.fail(Code::BadRequest, "the call's stream was not opened");
         };
         let next = |cx: &mut std::task::Context<'_>| Pin::new(&mut items).poll_next(cx);
-        match stream_batch::send_items(self.id, &slot, &*self.sink, next).await {
+        match stream_send::send_items(self.id, &slot, &*self.sink, next).await {
             Sent::Ended => self.send(&()),
             // The call or the connection is gone.
             Sent::Closed => {}
@@ -263,12 +263,12 @@ impl Source for Input {
     fn poll_next(
         &mut self,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Bytes, Error>>> {
-        let (grant, item) = self.intake.poll_item(cx);
+    ) -> std::task::Poll<Option<Result<&[u8], Error>>> {
+        let (grant, ready) = self.intake.poll_ready(cx);
         if let Some(Grant { items, bytes }) = grant {
             let credit = Header::Credit { id: self.id, items, bytes };
             let _ = self.sink.send_stream_frame(&credit, &mut |_| Ok(()));
         }
-        item.map(|item| item.map(Ok))
+        ready.map(|more| if more { self.intake.take().map(Ok) } else { None })
     }
 }

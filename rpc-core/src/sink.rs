@@ -12,7 +12,7 @@ use crate::net::Peer;
 use crate::proto::server;
 use crate::proto::stream::StreamWindow;
 use crate::service::Sink;
-use crate::stream_batch::Frames;
+use crate::stream_send::Frames;
 use crate::stream_slot::Slots;
 use crate::wire::Header;
 

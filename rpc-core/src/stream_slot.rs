@@ -2,14 +2,13 @@
 //! items: the credit accounting of `proto::stream` under a lock, the items delivered and not
 //! yet taken, and the wakers of whoever waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
-
 use crate::Error;
 use crate::proto::stream::{Grant, Inflow, Outflow, StreamWindow};
+use crate::stream_items::Bodies;
 
 /// The streams of one connection's calls, by request id.
 #[derive(Debug, Default)]
@@ -56,7 +55,7 @@ pub(crate) struct Slot(Mutex<State>);
 struct State {
     /// Receiving: the accounting, the items delivered and not taken, who waits for one.
     inflow: Option<Inflow>,
-    queue: VecDeque<Bytes>,
+    queue: Bodies,
     consumer: Option<Waker>,
     /// Sending: the credit, and who waits for it.
     outflow: Option<Outflow>,
@@ -79,20 +78,36 @@ impl Slot {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The reader delivers an item. One beyond credit, after the end, or for a call whose
-    /// stream only sends breaks the protocol; it is never queued.
-    pub(crate) fn on_item(&self, id: u64, body: Bytes) -> Result<(), Error> {
+    /// The reader delivers an item, which is copied. One beyond credit, after the end, or
+    /// for a call whose stream only sends breaks the protocol; it is never queued.
+    pub(crate) fn on_item(&self, id: u64, body: &[u8]) -> Result<(), Error> {
         let mut state = self.lock();
-        let delivered = state.deliver(id, body);
+        let delivered = state.check(id, body.len());
+        if delivered.is_ok() && !state.closed {
+            state.queue.push_slice(body);
+        }
         wake_consumer(state, delivered)
     }
 
     /// The reader delivers a run of items read together, in order, under one lock and with
     /// one wakeup; `items` is left empty. Items up to one that breaks the protocol are queued.
-    pub(crate) fn on_items(&self, id: u64, items: &mut Vec<Bytes>) -> Result<(), Error> {
+    pub(crate) fn on_items(&self, id: u64, items: &mut Bodies) -> Result<(), Error> {
         let mut state = self.lock();
-        let delivered = items.drain(..).try_for_each(|body| state.deliver(id, body));
-        items.clear();
+        let mut accepted = 0;
+        let mut delivered = Ok(());
+        for len in items.sizes() {
+            if let Err(e) = state.check(id, len) {
+                delivered = Err(e);
+                break;
+            }
+            accepted += 1;
+        }
+        items.truncate(accepted);
+        if state.closed {
+            items.clear();
+        } else {
+            state.queue.append(items);
+        }
         wake_consumer(state, delivered)
     }
 
@@ -142,7 +157,7 @@ impl Slot {
     pub(crate) fn take(
         &self,
         taken: (u32, u64),
-        into: &mut VecDeque<Bytes>,
+        into: &mut Bodies,
         cx: &mut Context<'_>,
     ) -> (Option<Grant>, Poll<bool>) {
         debug_assert!(into.is_empty(), "the consumer takes everything it moved before");
@@ -198,16 +213,11 @@ impl Slot {
 }
 
 impl State {
-    /// Checks one delivered item against the credit and queues it.
-    fn deliver(&mut self, id: u64, body: Bytes) -> Result<(), Error> {
-        let inflow = self.inflow.as_mut().ok_or_else(|| not_receiving(id))?;
-        inflow.on_item(id, body.len())?;
-        // Once closed nobody takes it any more; the accounting above still holds the peer
-        // to its credit.
-        if !self.closed {
-            self.queue.push_back(body);
-        }
-        Ok(())
+    /// Checks one delivered item of `len` body bytes against the credit. Once the slot is
+    /// closed nobody takes items any more, but the accounting still holds the peer to its
+    /// credit.
+    fn check(&mut self, id: u64, len: usize) -> Result<(), Error> {
+        self.inflow.as_mut().ok_or_else(|| not_receiving(id))?.on_item(id, len)
     }
 }
 

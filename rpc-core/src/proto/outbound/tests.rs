@@ -221,3 +221,21 @@ fn pushing_back_and_draining_wake_waiters_but_taking_turns_and_flooding_do_not()
     assert_eq!(out.wrote(BytesMut::new(), Ok(Written::All)), Turn::Rest);
     assert_eq!(out.signal(), idle);
 }
+
+#[test]
+fn frames_encoded_elsewhere_queue_after_those_before_and_not_once_closed() {
+    let mut out = open();
+    let mut batch = BytesMut::from(&frame_of(2)[..]);
+    out.append(&mut batch).expect("queued");
+    assert!(batch.is_empty(), "taken whole");
+    out.push(&request(3), wire::no_body).expect("queued");
+    let mut batch = BytesMut::from(&frame_of(4)[..]);
+    out.append(&mut batch).expect("queued after the others");
+    assert!(batch.is_empty());
+    let bytes = take(out.start());
+    assert_eq!(bytes.to_vec(), [frame_of(2), frame_of(3), frame_of(4)].concat());
+    out.close();
+    let mut batch = BytesMut::from(&frame_of(5)[..]);
+    assert!(matches!(out.append(&mut batch), Err(Error::ConnectionClosed)));
+    assert_eq!(batch.to_vec(), frame_of(5), "a refused batch stays with its sender");
+}

@@ -1,19 +1,15 @@
-//! One stream's items in batches, so that a run of small items costs one lock and one wakeup
-//! rather than a few per item: the sender encodes the items that are ready and within credit
-//! into a buffer of its own and queues them on the connection at once ([`send_items`]), the
-//! reader delivers a run of items read together ([`Delivery`]), and the consumer moves every
-//! delivered item out of the slot at once and takes them one by one ([`Intake`]).
+//! Sending one stream's items in batches, so that a run of small items costs one lock and one
+//! write rather than a few locks each: the items that are ready and within credit are encoded
+//! into a buffer of the stream's own and queued on the connection at once ([`send_items`]).
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde::Serialize;
 
 use crate::conn::Outbox;
-use crate::proto::stream::{Grant, Outflow};
+use crate::proto::stream::Outflow;
 use crate::stream_slot::Slot;
 use crate::wire::{self, Header};
 use crate::{Error, codec};
@@ -172,84 +168,107 @@ impl Batch {
     }
 }
 
-/// Items the reader read for one stream, delivered to its slot together: at the end of what
-/// one read brought, before any frame that is not an item of that stream, or when an item of
-/// another stream comes. The stream of the last item stays at hand, so a run of items costs
-/// one lookup in the connection's table.
-#[derive(Debug, Default)]
-pub(crate) struct Delivery {
-    stream: Option<(u64, Arc<Slot>)>,
-    items: Vec<Bytes>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::stream::Grant;
+    use std::cell::Cell;
+    use std::pin::pin;
+    use std::sync::Mutex;
 
-impl Delivery {
-    /// Adds an item of stream `id`; `find` looks up its slot when another stream is at hand.
-    /// `Ok(false)` when `id` has no open stream.
-    pub(crate) fn add(
-        &mut self,
-        id: u64,
-        body: Bytes,
-        find: impl FnOnce(u64) -> Option<Arc<Slot>>,
-    ) -> Result<bool, Error> {
-        if self.stream.as_ref().is_none_or(|(at_hand, _)| *at_hand != id) {
-            self.flush()?;
-            match find(id) {
-                Some(slot) => self.stream = Some((id, slot)),
-                None => return Ok(false),
-            }
+    /// A connection that keeps what is queued on it.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<BytesMut>>);
+
+    impl Frames for Kept {
+        fn max_frame(&self) -> usize {
+            1 << 20
         }
-        self.items.push(body);
-        Ok(true)
-    }
 
-    /// Delivers the items held: an error if one broke the protocol.
-    pub(crate) fn flush(&mut self) -> Result<(), Error> {
-        match &self.stream {
-            Some((id, slot)) if !self.items.is_empty() => slot.on_items(*id, &mut self.items),
-            _ => Ok(()),
+        fn send_frames(&self, frames: &mut BytesMut) -> Result<(), Error> {
+            self.0.lock().expect("not poisoned").push(std::mem::take(frames));
+            Ok(())
         }
     }
-}
 
-/// The consumer's side of a stream it receives: the items moved out of the slot at once, then
-/// taken one by one without its lock. What it took is reported at its next turn at the slot,
-/// so until then it counts against the window as if still waiting there.
-#[derive(Debug)]
-pub(crate) struct Intake {
-    slot: Arc<Slot>,
-    items: VecDeque<Bytes>,
-    /// Items and body bytes taken since the last report.
-    taken: (u32, u64),
-}
-
-impl Intake {
-    pub(crate) fn new(slot: Arc<Slot>) -> Intake {
-        Intake { slot, items: VecDeque::new(), taken: (0, 0) }
+    impl Kept {
+        /// The batches queued so far, as the number of frames in each.
+        fn batches(&self) -> Vec<usize> {
+            let batches = self.0.lock().expect("not poisoned");
+            batches.iter().map(|batch| items_in(batch)).collect()
+        }
     }
 
-    /// The next item (`Ready(None)` once the stream is over and every item was taken), and
-    /// the credit to grant back now, which the caller sends whatever the poll returned.
-    pub(crate) fn poll_item(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> (Option<Grant>, Poll<Option<Bytes>>) {
-        if let Some(item) = self.take_local() {
-            return (None, Poll::Ready(Some(item)));
+    /// The Item frames of call 1 in `batch`; panics at anything else.
+    fn items_in(mut batch: &[u8]) -> usize {
+        let mut n = 0;
+        while let Some(size) = crate::frame::complete(batch, 1 << 20).expect("a frame") {
+            let payload = &batch[crate::frame::HEAD_LEN..crate::frame::HEAD_LEN + size];
+            let (header, _) = wire::decode_header(payload).expect("a header");
+            assert_eq!(header, Header::Item { id: 1 });
+            batch = &batch[crate::frame::HEAD_LEN + size..];
+            n += 1;
         }
-        let taken = std::mem::take(&mut self.taken);
-        let (grant, more) = self.slot.take(taken, &mut self.items, cx);
-        let item = match more {
-            Poll::Ready(true) => Poll::Ready(self.take_local()),
-            Poll::Ready(false) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        assert!(batch.is_empty(), "whole frames only");
+        n
+    }
+
+    fn poll<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        future.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn ready_items_leave_in_one_batch_within_the_credit_and_one_waits_beyond_it() {
+        let (slot, _) = Slot::new(None, true);
+        slot.on_credit(1, Grant { items: 3, bytes: 1000 }).expect("valid");
+        let (out, pulled) = (Kept::default(), Cell::new(0));
+        let mut items = (0..10_u64).inspect(|_| pulled.set(pulled.get() + 1));
+        let next = |_: &mut Context<'_>| Poll::Ready(items.next().map(Ok));
+        let mut sending = pin!(send_items(1, &slot, &out, next));
+        assert!(poll(sending.as_mut()).is_pending(), "waits for credit");
+        assert_eq!(out.batches(), [3], "three items, in one batch");
+        assert_eq!(pulled.get(), 4, "one item taken beyond the credit");
+        slot.on_credit(1, Grant { items: 100, bytes: 1000 }).expect("valid");
+        assert!(matches!(poll(sending.as_mut()), Poll::Ready(Sent::Ended)));
+        assert_eq!(out.batches(), [3, 7]);
+    }
+
+    #[test]
+    fn the_byte_credit_stops_a_batch_after_the_item_that_crosses_it() {
+        let (slot, _) = Slot::new(None, true);
+        slot.on_credit(1, Grant { items: 100, bytes: 10 }).expect("valid");
+        let out = Kept::default();
+        {
+            let mut items = std::iter::repeat_n([1_u8; 8], 5);
+            let next = |_: &mut Context<'_>| Poll::Ready(items.next().map(Ok));
+            let mut sending = pin!(send_items(1, &slot, &out, next));
+            assert!(poll(sending.as_mut()).is_pending());
+            assert_eq!(out.batches(), [2], "8 bytes, then 8 more crossing the 10 granted");
+        }
+        slot.close();
+        let mut items = std::iter::repeat_n([1_u8; 8], 5);
+        let next = |_: &mut Context<'_>| Poll::Ready(items.next().map(Ok));
+        assert!(matches!(poll(pin!(send_items(1, &slot, &out, next))), Poll::Ready(Sent::Closed)));
+    }
+
+    #[test]
+    fn a_batch_goes_once_it_is_large_and_when_the_items_make_us_wait() {
+        let (slot, _) = Slot::new(None, true);
+        slot.on_credit(1, Grant { items: 10_000, bytes: 1 << 30 }).expect("valid");
+        let out = Kept::default();
+        let mut items = (0..3_000_u64).map(|i| [i; 2]);
+        let more = Cell::new(false);
+        let next = |_: &mut Context<'_>| match items.next() {
+            Some(item) => Poll::Ready(Some(Ok(item))),
+            None if more.get() => Poll::Ready(None),
+            None => Poll::Pending,
         };
-        (grant, item)
-    }
-
-    fn take_local(&mut self) -> Option<Bytes> {
-        let item = self.items.pop_front()?;
-        self.taken.0 += 1;
-        self.taken.1 += item.len() as u64;
-        Some(item)
+        let mut sending = pin!(send_items(1, &slot, &out, next));
+        assert!(poll(sending.as_mut()).is_pending(), "the items make us wait");
+        let batches = out.batches();
+        assert!(batches.len() > 1, "{batches:?}: a large batch goes before the items end");
+        assert_eq!(batches.iter().sum::<usize>(), 3_000, "and the rest when they make us wait");
+        more.set(true);
+        assert!(matches!(poll(sending.as_mut()), Poll::Ready(Sent::Ended)));
     }
 }
