@@ -7,6 +7,7 @@
 //! it the next bytes, until everything is written or the socket pushes back. Then the state is
 //! `Blocked` and the connection's writer task takes over once the socket is writable.
 
+use std::collections::VecDeque;
 use std::io;
 
 use bytes::BytesMut;
@@ -27,6 +28,14 @@ pub(crate) const FLUSH_AT: usize = 1024;
 /// from a peer that does not read its responses. With the frame limit this bounds the memory
 /// one connection can hold.
 pub(crate) const HIGH_WATER: usize = 1024 * 1024;
+
+/// Frames encoded elsewhere ([`Outbound::append`]) at least this large are queued as they are,
+/// to be written on their own, rather than copied after the frames already queued.
+const APPEND_WHOLE_AT: usize = 4 * 1024;
+
+/// A written batch's buffer up to this capacity is kept to give back to the next sender of a
+/// batch, so that a stream of large items does not allocate (and fault in) a buffer each.
+const SPARE_AT_MOST: usize = 256 * 1024;
 
 /// Whether frames are accepted, and who writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +102,12 @@ pub(crate) struct Outbound {
     /// Bytes a writer handed back unwritten; they go before `queue`. Between writes it keeps
     /// the buffer's allocation, which the next swap gives to `queue`.
     out: BytesMut,
-    /// Whole frames queued after `out`.
+    /// Batches of whole frames appended whole after `out`, each written on its own.
+    batches: VecDeque<BytesMut>,
+    /// Whole frames queued after `out` and `batches`.
     queue: BytesMut,
+    /// An empty buffer, once a batch was written, for [`Outbound::append`] to give back.
+    spare: BytesMut,
     /// Reasons to hold queued frames back: a server reading a batch of requests, a caller that
     /// owes a flush. A batch that reaches [`FLUSH_AT`] is written anyway.
     holds: u32,
@@ -109,7 +122,9 @@ impl Outbound {
         Outbound {
             state: State::Open(Io::Idle),
             out: BytesMut::new(),
+            batches: VecDeque::new(),
             queue: BytesMut::new(),
+            spare: BytesMut::new(),
             holds: 0,
             peer_max,
             charge: Charge::default(),
@@ -148,9 +163,10 @@ impl Outbound {
     }
 
     /// Queues whole frames encoded elsewhere (each within [`Outbound::peer_max`]), all or
-    /// none, and leaves `frames` empty; into an empty queue they move without a copy. Frames
-    /// the process's buffer budget has no room for are refused, as [`Outbound::push`] refuses
-    /// one frame: unless they are small.
+    /// none, and leaves `frames` empty. They move without a copy into an empty queue, or, if
+    /// there are [`APPEND_WHOLE_AT`] bytes or more, as a batch of their own after what is
+    /// queued; fewer are copied after it. Frames the process's buffer budget has no room for
+    /// are refused, as [`Outbound::push`] refuses one frame: unless they are small.
     pub(crate) fn append(&mut self, frames: &mut BytesMut) -> Result<(), Error> {
         if !matches!(self.state, State::Open(_)) {
             return Err(Error::ConnectionClosed);
@@ -164,11 +180,16 @@ impl Outbound {
                 return Err(e);
             }
         }
-        if self.queue.is_empty() {
+        if self.queue.is_empty() && self.batches.is_empty() {
             std::mem::swap(&mut self.queue, frames);
-        } else {
+        } else if frames.len() < APPEND_WHOLE_AT {
             self.queue.extend_from_slice(frames);
             frames.clear();
+        } else {
+            if !self.queue.is_empty() {
+                self.batches.push_back(std::mem::take(&mut self.queue));
+            }
+            self.batches.push_back(std::mem::replace(frames, std::mem::take(&mut self.spare)));
         }
         Ok(())
     }
@@ -278,9 +299,18 @@ impl Outbound {
         }
     }
 
-    /// The bytes to write next: the rest of an earlier write first, then the queued frames,
-    /// unless they are held.
+    /// The bytes to write next: the rest of an earlier write first, then the batches appended
+    /// whole, then the queued frames, unless they are held.
     fn next_chunk(&mut self) -> Option<BytesMut> {
+        if self.out.is_empty()
+            && let Some(batch) = self.batches.pop_front()
+        {
+            let written = std::mem::take(&mut self.out);
+            if self.spare.capacity() == 0 && written.capacity() <= SPARE_AT_MOST {
+                self.spare = written;
+            }
+            return Some(batch);
+        }
         if self.out.is_empty() {
             if self.queue.is_empty() || self.holding() {
                 return None;
@@ -298,7 +328,7 @@ impl Outbound {
     /// Stops accepting frames; what is queued is still written. Holds no longer apply.
     pub(crate) fn close(&mut self) {
         self.state = match self.state {
-            State::Open(Io::Idle) if self.out.is_empty() && self.queue.is_empty() => State::Closed,
+            State::Open(Io::Idle) if self.queued() == 0 => State::Closed,
             State::Open(io) => State::Closing(io),
             other => other,
         };
@@ -311,6 +341,7 @@ impl Outbound {
             return;
         }
         self.queue.clear();
+        self.batches.clear();
         // An error frame always fits: messages are cut to fit the smallest frame limit.
         let _ = self.push(header, wire::no_body);
         self.close();
@@ -320,13 +351,15 @@ impl Outbound {
     pub(crate) fn fail(&mut self) {
         self.state = State::Failed;
         self.out = BytesMut::new();
+        self.batches = VecDeque::new();
         self.queue = BytesMut::new();
+        self.spare = BytesMut::new();
         let _ = self.charge.set(0);
     }
 
     /// Bytes waiting for the socket, not counting a chunk a writer is writing right now.
     pub(crate) fn queued(&self) -> usize {
-        self.out.len() + self.queue.len()
+        self.out.len() + self.batches.iter().map(BytesMut::len).sum::<usize>() + self.queue.len()
     }
 
     pub(crate) fn signal(&self) -> Signal {

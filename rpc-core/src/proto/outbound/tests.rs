@@ -239,3 +239,29 @@ fn frames_encoded_elsewhere_queue_after_those_before_and_not_once_closed() {
     assert!(matches!(out.append(&mut batch), Err(Error::ConnectionClosed)));
     assert_eq!(batch.to_vec(), frame_of(5), "a refused batch stays with its sender");
 }
+
+#[test]
+fn a_large_batch_appended_behind_others_is_written_whole_and_in_order() {
+    let mut out = open();
+    out.push(&request(1), wire::no_body).expect("queued");
+    let first = take(out.start());
+    // While the first write runs, a frame is queued, then a large batch, then another frame.
+    out.push(&request(2), wire::no_body).expect("queued");
+    let large: Vec<u8> = (0..APPEND_WHOLE_AT as u64).flat_map(|i| frame_of(1000 + i)).collect();
+    let mut batch = BytesMut::from(&large[..]);
+    let at = batch.as_ptr();
+    out.append(&mut batch).expect("queued");
+    assert!(batch.is_empty());
+    out.push(&request(3), wire::no_body).expect("queued");
+    assert_eq!(out.queued(), frame_of(2).len() + large.len() + frame_of(3).len());
+    assert_eq!(first.to_vec(), frame_of(1));
+    let second = take(out.wrote(BytesMut::new(), Ok(Written::All)));
+    assert_eq!(second.to_vec(), frame_of(2), "what was queued before the batch goes first");
+    let third = take(out.wrote(BytesMut::new(), Ok(Written::All)));
+    assert_eq!(third.to_vec(), large);
+    assert_eq!(third.as_ptr(), at, "the batch is written where it was encoded, not copied");
+    let fourth = take(out.wrote(BytesMut::new(), Ok(Written::All)));
+    assert_eq!(fourth.to_vec(), frame_of(3));
+    assert_eq!(out.wrote(BytesMut::new(), Ok(Written::All)), Turn::Rest);
+    assert_eq!(out.queued(), 0);
+}
