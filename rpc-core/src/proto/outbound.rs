@@ -33,8 +33,8 @@ pub(crate) const HIGH_WATER: usize = 1024 * 1024;
 /// to be written on their own, rather than copied after the frames already queued.
 const APPEND_WHOLE_AT: usize = 4 * 1024;
 
-/// A written batch's buffer up to this capacity is kept to give back to the next sender of a
-/// batch, so that a stream of large items does not allocate (and fault in) a buffer each.
+/// A written batch's buffer of at most this many bytes is kept to give back to the next
+/// sender of a batch, so that a stream of large items allocates (and faults in) fewer buffers.
 const SPARE_AT_MOST: usize = 256 * 1024;
 
 /// Whether frames are accepted, and who writes.
@@ -106,8 +106,8 @@ pub(crate) struct Outbound {
     batches: VecDeque<BytesMut>,
     /// Whole frames queued after `out` and `batches`.
     queue: BytesMut,
-    /// An empty buffer, once a batch was written, for [`Outbound::append`] to give back.
-    spare: BytesMut,
+    /// The empty buffer of a written batch, for [`Outbound::append`] to give back.
+    spare: Option<BytesMut>,
     /// Reasons to hold queued frames back: a server reading a batch of requests, a caller that
     /// owes a flush. A batch that reaches [`FLUSH_AT`] is written anyway.
     holds: u32,
@@ -124,7 +124,7 @@ impl Outbound {
             out: BytesMut::new(),
             batches: VecDeque::new(),
             queue: BytesMut::new(),
-            spare: BytesMut::new(),
+            spare: None,
             holds: 0,
             peer_max,
             charge: Charge::default(),
@@ -189,7 +189,8 @@ impl Outbound {
             if !self.queue.is_empty() {
                 self.batches.push_back(std::mem::take(&mut self.queue));
             }
-            self.batches.push_back(std::mem::replace(frames, std::mem::take(&mut self.spare)));
+            let spare = self.spare.take().unwrap_or_default();
+            self.batches.push_back(std::mem::replace(frames, spare));
         }
         Ok(())
     }
@@ -305,9 +306,13 @@ impl Outbound {
         if self.out.is_empty()
             && let Some(batch) = self.batches.pop_front()
         {
-            let written = std::mem::take(&mut self.out);
-            if self.spare.capacity() == 0 && written.capacity() <= SPARE_AT_MOST {
-                self.spare = written;
+            let mut written = std::mem::take(&mut self.out);
+            // Room for more than the limit can be reclaimed only in a larger buffer.
+            if self.spare.is_none()
+                && written.try_reclaim(1)
+                && !written.try_reclaim(SPARE_AT_MOST + 1)
+            {
+                self.spare = Some(written);
             }
             return Some(batch);
         }
@@ -353,7 +358,7 @@ impl Outbound {
         self.out = BytesMut::new();
         self.batches = VecDeque::new();
         self.queue = BytesMut::new();
-        self.spare = BytesMut::new();
+        self.spare = None;
         let _ = self.charge.set(0);
     }
 

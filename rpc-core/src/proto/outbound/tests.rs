@@ -265,3 +265,26 @@ fn a_large_batch_appended_behind_others_is_written_whole_and_in_order() {
     assert_eq!(out.wrote(BytesMut::new(), Ok(Written::All)), Turn::Rest);
     assert_eq!(out.queued(), 0);
 }
+
+#[test]
+fn a_written_batchs_buffer_goes_back_to_the_next_batch_unless_it_is_large() {
+    for (size, kept) in [(64 * 1024, true), (SPARE_AT_MOST + 1, false)] {
+        let mut out = open();
+        out.push(&request(1), wire::no_body).expect("queued");
+        let _writing = take(out.start());
+        let mut first = BytesMut::from(&vec![0_u8; size][..]);
+        let first_at = first.as_ptr();
+        out.append(&mut first).expect("queued whole");
+        out.append(&mut BytesMut::from(&vec![1_u8; APPEND_WHOLE_AT][..])).expect("queued whole");
+        assert_eq!(take(out.wrote(BytesMut::new(), Ok(Written::All))).as_ptr(), first_at);
+        let mut written = BytesMut::from(&vec![0_u8; size][..]);
+        written.clear();
+        let next = out.wrote(written, Ok(Written::All));
+        assert_eq!(take(next).len(), APPEND_WHOLE_AT);
+        out.push(&request(2), wire::no_body).expect("queued");
+        let mut third = BytesMut::from(&vec![2_u8; APPEND_WHOLE_AT][..]);
+        out.append(&mut third).expect("queued whole");
+        assert!(third.is_empty());
+        assert_eq!(third.capacity() >= size, kept, "{size} bytes");
+    }
+}
