@@ -13,7 +13,7 @@ use crate::calls::{Calls, Registered};
 use crate::conn::{self, Outbox};
 use crate::net::Stream;
 use crate::proto::client::{self as proto, Event};
-use crate::proto::inbound::FrameReader;
+use crate::proto::inbound::{FrameReader, Next};
 use crate::proto::server::NO_DEADLINE;
 use crate::proto::stream::StreamWindow;
 use crate::reconnect::Reconnect;
@@ -310,6 +310,7 @@ impl Shared {
 
     /// Handles an Item frame with a small body where it lies in the read buffer; `None` for
     /// any other frame.
+    #[inline]
     fn on_small_item(&self, payload: &[u8], delivery: &mut Delivery) -> Option<Result<(), Error>> {
         let (id, body_at) = proto::small_item(payload, SMALL_ITEM)?;
         Some(match delivery.add_slice(id, &payload[body_at..], |id| self.slots.get(id)) {
@@ -384,19 +385,15 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
         // Handle every frame already buffered before waiting on the socket again.
         let handled = loop {
             // Small stream items are copied out where they lie; other frames are taken whole.
-            match reader.with_next(|payload| shared.on_small_item(payload, &mut delivery)) {
-                Ok(Some(Ok(()))) => continue,
-                Ok(Some(Err(e))) | Err(e) => break Err(e),
-                Ok(None) => {}
-            }
-            match reader.next_buffered() {
-                Ok(Some(frame)) => {
+            match reader.next_with(|payload| shared.on_small_item(payload, &mut delivery)) {
+                Ok(Some(Next::Handled(Ok(())))) => {}
+                Ok(Some(Next::Frame(frame))) => {
                     if let Err(e) = shared.on_frame(frame, &mut delivery) {
                         break Err(e);
                     }
                 }
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+                Ok(Some(Next::Handled(Err(e)))) | Err(e) => break Err(e),
             }
         };
         // Items read before an error still count: they are taken before the stream's end.

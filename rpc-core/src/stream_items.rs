@@ -66,6 +66,7 @@ impl Bodies {
         }
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -185,10 +186,14 @@ impl Delivery {
     }
 
     /// Delivers the items held: an error if one broke the protocol.
+    #[inline]
     pub(crate) fn flush(&mut self) -> Result<(), Error> {
+        if self.items.is_empty() {
+            return Ok(());
+        }
         match &self.stream {
-            Some((id, slot)) if !self.items.is_empty() => slot.on_items(*id, &mut self.items),
-            _ => Ok(()),
+            Some((id, slot)) => slot.on_items(*id, &mut self.items),
+            None => Ok(()),
         }
     }
 }

@@ -54,6 +54,7 @@ const ITEM: u8 = 7;
 /// The call id and where the body starts, if `payload` is an Item frame whose body is at
 /// most `small` bytes: the commonest frame of a busy stream, which the reader handles where
 /// it lies. Anything else, a broken Item frame included, is for [`on_frame`] to judge.
+#[inline]
 pub(crate) fn small_item(payload: &[u8], small: usize) -> Option<(u64, usize)> {
     if payload.first() != Some(&ITEM) {
         return None;

@@ -104,6 +104,8 @@ pub(crate) struct Outbound {
     out: BytesMut,
     /// Batches of whole frames appended whole after `out`, each written on its own.
     batches: VecDeque<BytesMut>,
+    /// The bytes in `batches`.
+    batched: usize,
     /// Whole frames queued after `out` and `batches`.
     queue: BytesMut,
     /// The empty buffer of a written batch, for [`Outbound::append`] to give back.
@@ -123,6 +125,7 @@ impl Outbound {
             state: State::Open(Io::Idle),
             out: BytesMut::new(),
             batches: VecDeque::new(),
+            batched: 0,
             queue: BytesMut::new(),
             spare: None,
             holds: 0,
@@ -186,6 +189,7 @@ impl Outbound {
             self.queue.extend_from_slice(frames);
             frames.clear();
         } else {
+            self.batched += self.queue.len() + frames.len();
             if !self.queue.is_empty() {
                 self.batches.push_back(std::mem::take(&mut self.queue));
             }
@@ -303,26 +307,31 @@ impl Outbound {
     /// The bytes to write next: the rest of an earlier write first, then the batches appended
     /// whole, then the queued frames, unless they are held.
     fn next_chunk(&mut self) -> Option<BytesMut> {
-        if self.out.is_empty()
-            && let Some(batch) = self.batches.pop_front()
-        {
-            let mut written = std::mem::take(&mut self.out);
-            // Room for more than the limit can be reclaimed only in a larger buffer.
-            if self.spare.is_none()
-                && written.try_reclaim(1)
-                && !written.try_reclaim(SPARE_AT_MOST + 1)
-            {
-                self.spare = Some(written);
-            }
-            return Some(batch);
-        }
         if self.out.is_empty() {
+            if self.batched > 0 {
+                return self.next_batch();
+            }
             if self.queue.is_empty() || self.holding() {
                 return None;
             }
             std::mem::swap(&mut self.out, &mut self.queue);
         }
         Some(std::mem::take(&mut self.out))
+    }
+
+    /// The first batch appended whole; its buffer, once written, is kept as the spare.
+    /// Apart, so that the path of every call stays small.
+    #[cold]
+    fn next_batch(&mut self) -> Option<BytesMut> {
+        let batch = self.batches.pop_front()?;
+        self.batched -= batch.len();
+        let mut written = std::mem::take(&mut self.out);
+        // Room for more than the limit can be reclaimed only in a larger buffer.
+        if self.spare.is_none() && written.try_reclaim(1) && !written.try_reclaim(SPARE_AT_MOST + 1)
+        {
+            self.spare = Some(written);
+        }
+        Some(batch)
     }
 
     /// Whether queued frames wait for a hold to end: only while open, and below [`FLUSH_AT`].
@@ -347,6 +356,7 @@ impl Outbound {
         }
         self.queue.clear();
         self.batches.clear();
+        self.batched = 0;
         // An error frame always fits: messages are cut to fit the smallest frame limit.
         let _ = self.push(header, wire::no_body);
         self.close();
@@ -357,6 +367,7 @@ impl Outbound {
         self.state = State::Failed;
         self.out = BytesMut::new();
         self.batches = VecDeque::new();
+        self.batched = 0;
         self.queue = BytesMut::new();
         self.spare = None;
         let _ = self.charge.set(0);
@@ -364,7 +375,7 @@ impl Outbound {
 
     /// Bytes waiting for the socket, not counting a chunk a writer is writing right now.
     pub(crate) fn queued(&self) -> usize {
-        self.out.len() + self.batches.iter().map(BytesMut::len).sum::<usize>() + self.queue.len()
+        self.out.len() + self.batched + self.queue.len()
     }
 
     pub(crate) fn signal(&self) -> Signal {
