@@ -13,12 +13,13 @@ use crate::calls::{Calls, Registered};
 use crate::conn::{self, Outbox};
 use crate::net::Stream;
 use crate::proto::client::{self as proto, Event};
-use crate::proto::inbound::FrameReader;
+use crate::proto::inbound::{FrameReader, Next};
 use crate::proto::server::NO_DEADLINE;
 use crate::proto::stream::StreamWindow;
 use crate::reconnect::Reconnect;
 use crate::service::ONEWAY_ID;
-use crate::stream_slot::{Slot, Slots};
+use crate::stream_items::{Delivery, SMALL_ITEM};
+use crate::stream_slot::Slots;
 use crate::task::{Gated, spawn_logged};
 use crate::wire::{self, Header};
 use crate::{Endpoint, Error, Keepalive, Metadata, frame};
@@ -309,34 +310,37 @@ impl Shared {
         crate::proto::stream::unknown_stream(id, used)
     }
 
-    /// Handles one frame from the server.
-    fn on_frame(
-        &self,
-        frame: Bytes,
-        last_stream: &mut Option<(u64, Arc<Slot>)>,
-    ) -> Result<(), Error> {
-        match proto::on_frame(&frame)? {
+    /// Handles an Item frame with a small body where it lies in the read buffer; `None` for
+    /// any other frame.
+    #[inline]
+    fn on_small_item(&self, payload: &[u8], delivery: &mut Delivery) -> Option<Result<(), Error>> {
+        let (id, body_at) = proto::small_item(payload, SMALL_ITEM)?;
+        Some(match delivery.add_slice(id, &payload[body_at..], |id| self.slots.get(id)) {
+            Ok(true) => Ok(()),
+            Ok(false) => self.unknown_stream(id),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Handles one frame from the server. Items are gathered in `delivery`, and delivered
+    /// before any other frame is handled: a call's items come before its end.
+    fn on_frame(&self, frame: Bytes, delivery: &mut Delivery) -> Result<(), Error> {
+        let event = proto::on_frame(&frame)?;
+        if !matches!(event, Event::Item { .. }) {
+            delivery.flush()?;
+        }
+        match event {
+            Event::Item { id, body_at } => {
+                match delivery.add(id, frame.slice(body_at..), |id| self.slots.get(id))? {
+                    true => Ok(()),
+                    false => self.unknown_stream(id),
+                }
+            }
             Event::Response { id, body_at } => self.calls.complete(id, Ok(frame.slice(body_at..))),
             Event::Failure { id, error } => self.calls.complete(id, Err(error)),
             Event::GoAway { last_id } => {
                 self.calls.go_away(last_id);
                 Ok(())
-            }
-            Event::Item { id, body_at } => {
-                // Items of one stream come in runs: the stream of the last item is kept at
-                // hand, so a run costs one lookup in the table.
-                let slot = match last_stream.take() {
-                    Some((last, slot)) if last == id => Some(slot),
-                    _ => self.slots.get(id),
-                };
-                match slot {
-                    Some(slot) => {
-                        let delivered = slot.on_item(id, frame.slice(body_at..));
-                        *last_stream = Some((id, slot));
-                        delivered
-                    }
-                    None => self.unknown_stream(id),
-                }
             }
             Event::Credit { id, grant } => match self.slots.get(id) {
                 Some(slot) => slot.on_credit(id, grant),
@@ -378,21 +382,25 @@ async fn handshake(
 /// then ends every call still pending.
 async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameReader) {
     let mut user_gone = Gated::new(shared.user_gone.notified());
-    let mut last_stream = None;
+    let mut delivery = Delivery::default();
     let result = loop {
         // Handle every frame already buffered before waiting on the socket again.
         let handled = loop {
-            match reader.next_buffered() {
-                Ok(Some(frame)) => {
-                    if let Err(e) = shared.on_frame(frame, &mut last_stream) {
+            // Small stream items are copied out where they lie; other frames are taken whole.
+            match reader.next_with(|payload| shared.on_small_item(payload, &mut delivery)) {
+                Ok(Some(Next::Handled(Ok(())))) => {}
+                Ok(Some(Next::Frame(frame))) => {
+                    if let Err(e) = shared.on_frame(frame, &mut delivery) {
                         break Err(e);
                     }
                 }
                 Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+                Ok(Some(Next::Handled(Err(e)))) | Err(e) => break Err(e),
             }
         };
-        if let Err(e) = handled {
+        // Items read before an error still count: they are taken before the stream's end.
+        let delivered = delivery.flush();
+        if let Err(e) = handled.and(delivered) {
             break Err(e);
         }
         tokio::select! {

@@ -3,7 +3,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,11 +16,13 @@ use crate::calls::Registered;
 use crate::client::{Connection, Handle, Shared};
 use crate::proto::server::NO_DEADLINE;
 use crate::proto::stream::Grant;
-use crate::stream_slot::{Slot, Taken};
+use crate::stream_items::Intake;
+use crate::stream_send::{self, Sent};
+use crate::stream_slot::Slot;
 use crate::streaming::{Source, Streaming};
 use crate::task::spawn_logged;
 use crate::wire::{self, Header};
-use crate::{Client, Code, Error, codec};
+use crate::{Client, Code, Error};
 
 impl Client {
     /// Calls a method that returns a stream (`-> Streaming<T>`) with the encoded argument tuple
@@ -122,7 +124,8 @@ impl Connection {
         let (slot, grant) = Slot::new(receive.then_some(shared.window), send);
         shared.slots.insert(id, slot.clone());
         // From here on, dropping the call removes it and cancels it on the server.
-        let call = StreamCall { handle: self.handle.clone(), id, slot, timeout, end: None };
+        let intake = Intake::new(slot.clone());
+        let call = StreamCall { handle: self.handle.clone(), id, slot, intake, timeout, end: None };
         let budget_us = match deadline {
             Some(_) => u64::try_from(budget.as_micros()).unwrap_or(NO_DEADLINE),
             None => NO_DEADLINE,
@@ -147,6 +150,8 @@ struct StreamCall {
     handle: Arc<Handle>,
     id: u64,
     slot: Arc<Slot>,
+    /// The items received, as the caller takes them.
+    intake: Intake,
     timeout: Duration,
     /// The call's end, once it came: `Some(None)` a clean end (or the end already reported),
     /// `Some(Some(e))` a failure still to report after the items that came before it.
@@ -172,18 +177,15 @@ impl StreamCall {
         }))
     }
 
-    /// Takes a delivered item, granting credit back when it is time.
-    fn poll_item(&self, cx: &mut Context<'_>) -> Option<Bytes> {
-        match self.slot.poll_item(cx) {
-            Poll::Ready(Taken::Item(body, grant)) => {
-                if let Some(Grant { items, bytes }) = grant {
-                    let credit = Header::Credit { id: self.id, items, bytes };
-                    let _ = self.shared().outbox.send(&credit, wire::no_body);
-                }
-                Some(body)
-            }
-            Poll::Ready(Taken::Ended) | Poll::Pending => None,
+    /// Whether a delivered item is there to take (`Ready(false)`: the items are over),
+    /// granting credit back when it is time.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let (grant, ready) = self.intake.poll_ready(cx);
+        if let Some(Grant { items, bytes }) = grant {
+            let credit = Header::Credit { id: self.id, items, bytes };
+            let _ = self.shared().outbox.send(&credit, wire::no_body);
         }
+        ready
     }
 
     /// Sends `items` on a task of their own, as credit allows, then the stream's end.
@@ -191,81 +193,34 @@ impl StreamCall {
         let (shared, slot, id) = (self.handle.shared.clone(), self.slot.clone(), self.id);
         spawn_logged("client stream", async move {
             let mut items = std::pin::pin!(items);
-            // Items ready at once leave together: frames are held while the stream and the
-            // credit keep up, and written when either makes us wait.
-            let mut hold = Corked { outbox: &shared.outbox, held: false };
-            loop {
-                let mut poll_item = |cx: &mut Context<'_>| {
-                    // The call may end while the caller's stream has nothing to give.
-                    if slot.poll_closed(cx).is_ready() {
-                        return Poll::Ready(None);
-                    }
-                    items.as_mut().poll_next(cx).map(Some)
-                };
-                let now = poll_item(&mut Context::from_waker(Waker::noop()));
-                let next = match now {
-                    Poll::Ready(next) => next,
-                    Poll::Pending => {
-                        hold.release();
-                        poll_fn(poll_item).await
-                    }
-                };
-                let item = match next {
-                    None => return,
-                    Some(None) => break,
-                    Some(Some(item)) => item,
-                };
-                // Taken before waiting for credit, so the end of the stream needs none.
-                let now = slot.poll_credit(&mut Context::from_waker(Waker::noop()));
-                let credit = match now {
-                    Poll::Ready(open) => open,
-                    Poll::Pending => {
-                        hold.release();
-                        poll_fn(|cx| slot.poll_credit(cx)).await
-                    }
-                };
-                if !credit {
-                    return;
+            let next = |cx: &mut Context<'_>| items.as_mut().poll_next(cx).map(|item| item.map(Ok));
+            match stream_send::send_items(id, &slot, &*shared.outbox, next).await {
+                Sent::Ended => {
+                    let _ = shared.outbox.send(&Header::End { id }, wire::no_body);
                 }
-                hold.hold();
-                let mut len = 0;
-                let sent = shared.outbox.send(&Header::Item { id }, |buf| {
-                    let before = buf.len();
-                    codec::encode_into(&item, buf)?;
-                    len = buf.len() - before;
-                    Ok(())
-                });
-                match sent {
-                    Ok(()) => slot.sent(len),
-                    Err(Error::ConnectionClosed) => return,
-                    Err(e) => {
-                        // An item that cannot be sent fails the call; the server stops too.
-                        drop(hold);
-                        let e = Error::Encode(format!("a stream item: {e}"));
-                        let _ = shared.calls.complete(id, Err(e));
-                        shared.cancel(id);
-                        return;
-                    }
+                Sent::Closed | Sent::Failed(_) => {}
+                Sent::Unsendable { error, .. } => {
+                    // An item that cannot be sent fails the call; the server stops too.
+                    let e = Error::Encode(format!("a stream item: {error}"));
+                    let _ = shared.calls.complete(id, Err(e));
+                    shared.cancel(id);
                 }
             }
-            drop(hold);
-            let _ = shared.outbox.send(&Header::End { id }, wire::no_body);
         });
     }
 }
 
 impl Source for StreamCall {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
-        if let Some(body) = self.poll_item(cx) {
-            return Poll::Ready(Some(Ok(body)));
-        }
-        if self.end.is_none() {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<&[u8], Error>>> {
+        let mut ready = self.poll_ready(cx);
+        if ready != Poll::Ready(true) && self.end.is_none() {
             let result = std::task::ready!(self.poll_result(cx));
             self.end = Some(result.err());
             // Items delivered before the result are still to be taken, in order, first.
-            if let Some(body) = self.poll_item(cx) {
-                return Poll::Ready(Some(Ok(body)));
-            }
+            ready = self.poll_ready(cx);
+        }
+        if ready == Poll::Ready(true) {
+            return Poll::Ready(self.intake.take().map(Ok));
         }
         Poll::Ready(self.end.as_mut().and_then(Option::take).map(Err))
     }
@@ -278,32 +233,5 @@ impl Drop for StreamCall {
         if shared.calls.abandon(self.id) {
             shared.cancel(self.id);
         }
-    }
-}
-
-/// Holds the connection's outgoing frames back while a stream's items keep coming; lets them
-/// go when dropped.
-struct Corked<'a> {
-    outbox: &'a crate::conn::Outbox,
-    held: bool,
-}
-
-impl Corked<'_> {
-    fn hold(&mut self) {
-        if !std::mem::replace(&mut self.held, true) {
-            self.outbox.cork();
-        }
-    }
-
-    fn release(&mut self) {
-        if std::mem::replace(&mut self.held, false) {
-            self.outbox.uncork();
-        }
-    }
-}
-
-impl Drop for Corked<'_> {
-    fn drop(&mut self) {
-        self.release();
     }
 }

@@ -71,7 +71,7 @@ impl Outbox {
         result
     }
 
-    /// Applies a transition that never changes what waiters observe: queueing a frame (a
+    /// Applies a transition that never changes what waiters observe: queueing frames (a
     /// rising queue wakes nobody), holding, releasing, a sender becoming the writer. The
     /// hot path of every call, so it skips comparing signals; debug builds check the claim.
     fn update_quiet<R>(&self, transition: impl FnOnce(&mut Outbound) -> R) -> R {
@@ -105,6 +105,19 @@ impl Outbox {
         let turn = self.update_quiet(|out| out.push(header, body).map(|()| out.start()))?;
         self.write_turns(turn);
         Ok(())
+    }
+
+    /// Queues whole frames encoded elsewhere, all or none, and writes them now unless frames
+    /// are held; leaves `frames` empty. See [`Outbound::append`].
+    pub(crate) fn send_frames(&self, frames: &mut BytesMut) -> Result<(), Error> {
+        let turn = self.update_quiet(|out| out.append(frames).map(|()| out.start()))?;
+        self.write_turns(turn);
+        Ok(())
+    }
+
+    /// The largest frame payload the peer accepts.
+    pub(crate) fn peer_max(&self) -> usize {
+        self.lock().peer_max()
     }
 
     /// Answers call `id` with a framework error. Nothing to do if the connection is gone.

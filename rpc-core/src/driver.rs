@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::task::{AbortHandle, Id, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -368,7 +368,7 @@ impl Driver {
             Step::Stream { id, frame } => match self.sink.slots.get(id) {
                 // Items are copied out of the read buffer: the handler takes them later.
                 Some(slot) => match frame {
-                    StreamFrame::Item(body) => slot.on_item(id, Bytes::copy_from_slice(body))?,
+                    StreamFrame::Item(body) => slot.on_item(id, body)?,
                     StreamFrame::End => slot.on_end(id)?,
                     StreamFrame::Credit(grant) => slot.on_credit(id, grant)?,
                 },

@@ -47,6 +47,9 @@
 //! - `task`: tasks whose panics are reported.
 //! - `stream_slot`: one call's streams shared by the reader and the task that takes or sends
 //!   items: credit, items not yet taken, wakers.
+//! - `stream_send`: a stream's items sent in batches: encoded and queued together.
+//! - `stream_items`: a received stream's items in batches: delivered together by the reader,
+//!   moved out together by the consumer, small ones copied into one buffer.
 //! - `streaming`: [`Streaming`], a stream of items within a call, on either side.
 //! - `client_streams`: the client's streaming calls: items out under credit, items in.
 //!
@@ -90,6 +93,8 @@ mod server;
 mod service;
 mod sink;
 mod sockfile;
+mod stream_items;
+mod stream_send;
 mod stream_slot;
 mod streaming;
 mod task;

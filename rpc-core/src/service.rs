@@ -12,12 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::codec::{self, CodecError};
 use crate::proto::stream::{Grant, StreamWindow};
-use crate::stream_slot::{Slot, Slots, Taken};
+use crate::stream_items::Intake;
+use crate::stream_send::{self, Frames, Sent};
+use crate::stream_slot::{Slot, Slots};
 use crate::streaming::{Source, Streaming};
 use crate::wire::Header;
 use crate::{Code, Context, Error, Metadata, Peer};
-use bytes::Bytes;
-use std::task::Waker;
 
 /// The request id of one-way requests: never answered (WIRE.md).
 pub(crate) const ONEWAY_ID: u64 = 0;
@@ -108,7 +108,7 @@ pub struct Responder {
 
 /// Where a [`Responder`] delivers its call's outcome: the server connection the request came
 /// on. A trait, so that this contract does not depend on how connections are built.
-pub(crate) trait Sink: Send + Sync + std::fmt::Debug {
+pub(crate) trait Sink: Frames + Send + Sync + std::fmt::Debug {
     /// Who made the calls.
     fn peer(&self) -> &Arc<Peer>;
 
@@ -131,10 +131,6 @@ pub(crate) trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Answers call `id` with a framework error.
     fn fail(&self, id: u64, code: Code, message: &str);
-
-    /// Holds frames back (`true`) so that several leave in one write, or ends one such hold
-    /// (`false`), writing what it held.
-    fn hold(&self, on: bool);
 }
 
 impl Responder {
@@ -200,7 +196,7 @@ impl Responder {
     pub fn input<T>(&mut self) -> Streaming<T> {
         match &self.slot {
             Some(slot) => Streaming::remote(Box::new(Input {
-                slot: slot.clone(),
+                intake: Intake::new(slot.clone()),
                 sink: self.sink.clone(),
                 id: self.id,
             })),
@@ -213,62 +209,24 @@ impl Responder {
     /// its `Serialize` fails) or an error item of a received stream being passed on fails the
     /// call with that error instead. Call [`Responder::open_streams`] with `send` first.
     pub async fn send_stream<T: Serialize + DeserializeOwned>(self, mut items: Streaming<T>) {
+        use futures_core::Stream;
         let Some(slot) = self.slot.clone() else {
             return self.fail(Code::BadRequest, "the call's stream was not opened");
         };
-        let id = self.id;
-        // Items that are ready at once leave together: frames are held in the outbox while
-        // the stream and the credit keep up, and written when either makes us wait (or the
-        // batch is big enough), instead of one write per item.
-        let mut hold = Hold { sink: &*self.sink, held: false };
-        // The next item is taken before waiting for credit to send it, so the end of the
-        // stream needs no credit.
-        loop {
-            let item = match now_or_pending(&mut items) {
-                Some(item) => item,
-                None => {
-                    hold.release();
-                    items.next().await
-                }
-            };
-            let item = match item {
-                None => break,
-                Some(Ok(item)) => item,
-                Some(Err(e)) => {
-                    drop(hold);
-                    let code = e.code().unwrap_or(Code::Other(0));
-                    return self.fail(code, &e.to_string());
-                }
-            };
-            let now = slot.poll_credit(&mut std::task::Context::from_waker(Waker::noop()));
-            let credit = match now {
-                std::task::Poll::Ready(open) => open,
-                std::task::Poll::Pending => {
-                    hold.release();
-                    std::future::poll_fn(|cx| slot.poll_credit(cx)).await
-                }
-            };
-            if !credit {
-                // Closed: the connection is gone.
-                return;
+        let next = |cx: &mut std::task::Context<'_>| Pin::new(&mut items).poll_next(cx);
+        match stream_send::send_items(self.id, &slot, &*self.sink, next).await {
+            Sent::Ended => self.send(&()),
+            // The call or the connection is gone.
+            Sent::Closed => {}
+            Sent::Unsendable { error, panicked } => {
+                let (code, message) = crate::proto::server::unsendable(&error, panicked);
+                self.fail(code, &format!("a stream item: {message}"));
             }
-            hold.hold();
-            let mut panicked = false;
-            let mut encode = |buf: &mut BytesMut| {
-                codec::encode_into(&item, buf).inspect_err(|e| panicked = e.panicked)
-            };
-            match self.sink.send_stream_frame(&Header::Item { id }, &mut encode) {
-                Ok(len) => slot.sent(len),
-                Err(Error::ConnectionClosed) => return,
-                Err(e) => {
-                    drop(hold);
-                    let (code, message) = crate::proto::server::unsendable(&e, panicked);
-                    return self.fail(code, &format!("a stream item: {message}"));
-                }
+            Sent::Failed(e) => {
+                let code = e.code().unwrap_or(Code::Other(0));
+                self.fail(code, &e.to_string());
             }
         }
-        drop(hold);
-        self.send(&());
     }
 
     /// Ends the call with a framework error.
@@ -295,49 +253,9 @@ impl Drop for Responder {
     }
 }
 
-/// The next item of `items` if it is ready now; `None` if it is not (the poll registered no
-/// useful waker: the caller awaits the item next).
-fn now_or_pending<T: DeserializeOwned>(
-    items: &mut Streaming<T>,
-) -> Option<Option<Result<T, Error>>> {
-    use futures_core::Stream;
-    let mut cx = std::task::Context::from_waker(Waker::noop());
-    match std::pin::Pin::new(items).poll_next(&mut cx) {
-        std::task::Poll::Ready(item) => Some(item),
-        std::task::Poll::Pending => None,
-    }
-}
-
-/// Holds a connection's outgoing frames back while a stream's items keep coming, and lets them
-/// go when dropped.
-struct Hold<'a> {
-    sink: &'a dyn Sink,
-    held: bool,
-}
-
-impl Hold<'_> {
-    fn hold(&mut self) {
-        if !std::mem::replace(&mut self.held, true) {
-            self.sink.hold(true);
-        }
-    }
-
-    fn release(&mut self) {
-        if std::mem::replace(&mut self.held, false) {
-            self.sink.hold(false);
-        }
-    }
-}
-
-impl Drop for Hold<'_> {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
 /// The client's items of one call, as a handler takes them.
 struct Input {
-    slot: Arc<Slot>,
+    intake: Intake,
     sink: Arc<dyn Sink>,
     id: u64,
 }
@@ -346,16 +264,12 @@ impl Source for Input {
     fn poll_next(
         &mut self,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Bytes, Error>>> {
-        self.slot.poll_item(cx).map(|taken| match taken {
-            Taken::Item(body, grant) => {
-                if let Some(Grant { items, bytes }) = grant {
-                    let credit = Header::Credit { id: self.id, items, bytes };
-                    let _ = self.sink.send_stream_frame(&credit, &mut |_| Ok(()));
-                }
-                Some(Ok(body))
-            }
-            Taken::Ended => None,
-        })
+    ) -> std::task::Poll<Option<Result<&[u8], Error>>> {
+        let (grant, ready) = self.intake.poll_ready(cx);
+        if let Some(Grant { items, bytes }) = grant {
+            let credit = Header::Credit { id: self.id, items, bytes };
+            let _ = self.sink.send_stream_frame(&credit, &mut |_| Ok(()));
+        }
+        ready.map(|more| if more { self.intake.take().map(Ok) } else { None })
     }
 }

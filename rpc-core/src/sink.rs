@@ -12,6 +12,7 @@ use crate::net::Peer;
 use crate::proto::server;
 use crate::proto::stream::StreamWindow;
 use crate::service::Sink;
+use crate::stream_send::Frames;
 use crate::stream_slot::Slots;
 use crate::wire::Header;
 
@@ -72,8 +73,14 @@ impl Sink for ConnSink {
     fn fail(&self, id: u64, code: Code, message: &str) {
         self.outbox.fail_call(id, code, message);
     }
+}
 
-    fn hold(&self, on: bool) {
-        if on { self.outbox.cork() } else { self.outbox.uncork() }
+impl Frames for ConnSink {
+    fn max_frame(&self) -> usize {
+        self.outbox.peer_max()
+    }
+
+    fn send_frames(&self, frames: &mut BytesMut) -> Result<(), Error> {
+        self.outbox.send_frames(frames)
     }
 }

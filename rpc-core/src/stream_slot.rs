@@ -2,14 +2,13 @@
 //! items: the credit accounting of `proto::stream` under a lock, the items delivered and not
 //! yet taken, and the wakers of whoever waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
-
 use crate::Error;
 use crate::proto::stream::{Grant, Inflow, Outflow, StreamWindow};
+use crate::stream_items::Bodies;
 
 /// The streams of one connection's calls, by request id.
 #[derive(Debug, Default)]
@@ -56,22 +55,13 @@ pub(crate) struct Slot(Mutex<State>);
 struct State {
     /// Receiving: the accounting, the items delivered and not taken, who waits for one.
     inflow: Option<Inflow>,
-    queue: VecDeque<Bytes>,
+    queue: Bodies,
     consumer: Option<Waker>,
     /// Sending: the credit, and who waits for it.
     outflow: Option<Outflow>,
     producer: Option<Waker>,
     /// The call or the connection is over: nothing more moves.
     closed: bool,
-}
-
-/// What a consumer gets from [`Slot::poll_item`].
-#[derive(Debug)]
-pub(crate) enum Taken {
-    /// The next item, and the credit to grant back for it, if it is time.
-    Item(Bytes, Option<Grant>),
-    /// The sender ended the stream, or it was closed, and every item was taken.
-    Ended,
 }
 
 impl Slot {
@@ -88,23 +78,37 @@ impl Slot {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The reader delivers an item. One beyond credit, after the end, or for a call whose
-    /// stream only sends breaks the protocol; it is never queued.
-    pub(crate) fn on_item(&self, id: u64, body: Bytes) -> Result<(), Error> {
+    /// The reader delivers an item, which is copied. One beyond credit, after the end, or
+    /// for a call whose stream only sends breaks the protocol; it is never queued.
+    pub(crate) fn on_item(&self, id: u64, body: &[u8]) -> Result<(), Error> {
         let mut state = self.lock();
-        let inflow = state.inflow.as_mut().ok_or_else(|| not_receiving(id))?;
-        inflow.on_item(id, body.len())?;
+        let delivered = state.check(id, body.len());
+        if delivered.is_ok() && !state.closed {
+            state.queue.push_slice(body);
+        }
+        wake_consumer(state, delivered)
+    }
+
+    /// The reader delivers a run of items read together, in order, under one lock and with
+    /// one wakeup; `items` is left empty. Items up to one that breaks the protocol are queued.
+    pub(crate) fn on_items(&self, id: u64, items: &mut Bodies) -> Result<(), Error> {
+        let mut state = self.lock();
+        let mut accepted = 0;
+        let mut delivered = Ok(());
+        for len in items.sizes() {
+            if let Err(e) = state.check(id, len) {
+                delivered = Err(e);
+                break;
+            }
+            accepted += 1;
+        }
+        items.truncate(accepted);
         if state.closed {
-            // Nobody takes it any more; the accounting above still holds the peer to its credit.
-            return Ok(());
+            items.clear();
+        } else {
+            state.queue.append(items);
         }
-        state.queue.push_back(body);
-        let consumer = state.consumer.take();
-        drop(state);
-        if let Some(waker) = consumer {
-            waker.wake();
-        }
-        Ok(())
+        wake_consumer(state, delivered)
     }
 
     /// The reader delivers the sender's end of the stream.
@@ -145,32 +149,48 @@ impl Slot {
         wakers.into_iter().flatten().for_each(Waker::wake);
     }
 
-    /// The consumer's next item, or `Pending` until there is one or the stream ends.
-    pub(crate) fn poll_item(&self, cx: &mut Context<'_>) -> Poll<Taken> {
+    /// The consumer's turn at the queue, once it took every item it took from here before:
+    /// it reports those (`taken`: items and body bytes) and gets the credit to grant back for
+    /// them, if it is time, and moves every item delivered since into `into` (empty). `Ready`
+    /// with `true` when it got items, with `false` when the stream is over (the sender ended
+    /// it, or it was closed) and nothing is left; `Pending` until one of them is so.
+    pub(crate) fn take(
+        &self,
+        taken: (u32, u64),
+        into: &mut Bodies,
+        cx: &mut Context<'_>,
+    ) -> (Option<Grant>, Poll<bool>) {
+        debug_assert!(into.is_empty(), "the consumer takes everything it moved before");
         let mut state = self.lock();
-        if let Some(item) = state.queue.pop_front() {
-            let grant = state.inflow.as_mut().and_then(|inflow| inflow.on_taken(item.len()));
-            return Poll::Ready(Taken::Item(item, grant));
+        let grant = match (taken, state.inflow.as_mut()) {
+            ((0, 0), _) | (_, None) => None,
+            ((items, bytes), Some(inflow)) => inflow.on_taken(items, bytes),
+        };
+        if !state.queue.is_empty() {
+            std::mem::swap(&mut state.queue, into);
+            return (grant, Poll::Ready(true));
         }
         if state.closed || state.inflow.as_ref().is_none_or(Inflow::is_ended) {
-            return Poll::Ready(Taken::Ended);
+            return (grant, Poll::Ready(false));
         }
         set_waker(&mut state.consumer, cx);
-        Poll::Pending
+        (grant, Poll::Pending)
     }
 
-    /// Whether an item may be sent now (`true`), or the stream is over (`false`); `Pending`
-    /// until one of them is so.
-    pub(crate) fn poll_credit(&self, cx: &mut Context<'_>) -> Poll<bool> {
+    /// The credit the sender may spend now, a copy (see [`Outflow`]), or `None` once the
+    /// stream is over; `Pending` until one of them is so.
+    pub(crate) fn poll_credit(&self, cx: &mut Context<'_>) -> Poll<Option<Outflow>> {
         let mut state = self.lock();
         if state.closed {
-            return Poll::Ready(false);
+            return Poll::Ready(None);
         }
-        if state.outflow.as_ref().is_some_and(Outflow::can_send) {
-            return Poll::Ready(true);
+        match state.outflow {
+            Some(outflow) if outflow.can_send() => Poll::Ready(Some(outflow)),
+            _ => {
+                set_waker(&mut state.producer, cx);
+                Poll::Pending
+            }
         }
-        set_waker(&mut state.producer, cx);
-        Poll::Pending
     }
 
     /// `Ready` once the stream is closed; otherwise registers the producer to be woken then.
@@ -183,12 +203,36 @@ impl Slot {
         Poll::Pending
     }
 
-    /// An item of `len` body bytes was sent.
-    pub(crate) fn sent(&self, len: usize) {
+    /// `items` items of `bytes` body bytes in all were sent, within a copy of the credit
+    /// [`Slot::poll_credit`] gave.
+    pub(crate) fn sent(&self, items: u64, bytes: u64) {
         if let Some(outflow) = self.lock().outflow.as_mut() {
-            outflow.sent(len);
+            outflow.sent_many(items, bytes);
         }
     }
+}
+
+impl State {
+    /// Checks one delivered item of `len` body bytes against the credit. Once the slot is
+    /// closed nobody takes items any more, but the accounting still holds the peer to its
+    /// credit.
+    fn check(&mut self, id: u64, len: usize) -> Result<(), Error> {
+        self.inflow.as_mut().ok_or_else(|| not_receiving(id))?.on_item(id, len)
+    }
+}
+
+/// Wakes the consumer, if it waits and there is something to take, after a delivery; unlocks
+/// first.
+fn wake_consumer(
+    mut state: MutexGuard<'_, State>,
+    delivered: Result<(), Error>,
+) -> Result<(), Error> {
+    let consumer = if state.queue.is_empty() { None } else { state.consumer.take() };
+    drop(state);
+    if let Some(waker) = consumer {
+        waker.wake();
+    }
+    delivered
 }
 
 fn not_receiving(id: u64) -> Error {

@@ -5,7 +5,6 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
@@ -59,8 +58,9 @@ enum Inner<T> {
 
 /// Where a received stream's encoded items come from: a client's call or a server's request.
 pub(crate) trait Source: Send {
-    /// The next item's body, an error that ends the stream, or `None` at its end.
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>>;
+    /// The next item's body, where the source holds it until the next poll; an error that
+    /// ends the stream, or `None` at its end.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<&[u8], Error>>>;
 }
 
 impl<T> Streaming<T> {
@@ -121,7 +121,7 @@ impl<T: DeserializeOwned> Stream for Streaming<T> {
         match &mut self.inner {
             Inner::Local(stream) => stream.as_mut().poll_next(cx).map(|item| item.map(Ok)),
             Inner::Remote(source, _) => match source.poll_next(cx) {
-                Poll::Ready(Some(Ok(body))) => match wire::decode_body(&body) {
+                Poll::Ready(Some(Ok(body))) => match wire::decode_body(body) {
                     Ok(item) => Poll::Ready(Some(Ok(item))),
                     Err(e) => {
                         // Dropping the source ends the call: the rest would be misread too.

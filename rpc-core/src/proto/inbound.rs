@@ -19,6 +19,15 @@ const GROW_FROM: usize = 64 * 1024;
 /// received a large frame does not keep its room while idle.
 const KEEP_AT_MOST: usize = 64 * 1024;
 
+/// What [`FrameReader::next_with`] did with the next frame.
+#[derive(Debug)]
+pub(crate) enum Next<R> {
+    /// Handled where it lay, with this outcome.
+    Handled(R),
+    /// Taken out of the buffer.
+    Frame(Bytes),
+}
+
 /// Bytes received and not yet handled, cut into frames. The buffer grows as bytes arrive, at
 /// most doubling at a time, never to a frame's declared size at once; every growth is charged
 /// to the process's buffer budget first.
@@ -66,6 +75,27 @@ impl FrameReader {
         let Some(size) = frame::complete(&self.buf, self.max_frame)? else { return Ok(None) };
         self.buf.advance(frame::HEAD_LEN);
         Ok(Some(self.buf.split_to(size).freeze()))
+    }
+
+    /// The next complete payload, handled where it lies if `handle` returns `Some` for it
+    /// ([`Next::Handled`]), or else taken out of the buffer ([`Next::Frame`]); `Ok(None)` when
+    /// no complete frame is buffered.
+    #[inline]
+    pub(crate) fn next_with<R>(
+        &mut self,
+        handle: impl FnOnce(&[u8]) -> Option<R>,
+    ) -> Result<Option<Next<R>>, Error> {
+        let Some(size) = frame::complete(&self.buf, self.max_frame)? else { return Ok(None) };
+        let payload = &self.buf[frame::HEAD_LEN..frame::HEAD_LEN + size];
+        let handled = handle(payload);
+        self.buf.advance(frame::HEAD_LEN);
+        Ok(Some(match handled {
+            Some(handled) => {
+                self.buf.advance(size);
+                Next::Handled(handled)
+            }
+            None => Next::Frame(self.buf.split_to(size).freeze()),
+        }))
     }
 
     /// Appends bytes as if read from the socket.
@@ -159,6 +189,18 @@ mod tests {
         assert_eq!(reader.with_next(|_| None::<()>).expect("fine"), None);
         assert_eq!(reader.with_next(|p| Some(p.to_vec())).expect("fine"), Some(vec![7]));
         assert_eq!(reader.with_next(|p| Some(p.to_vec())).expect("fine"), Some(vec![8]));
+    }
+
+    #[test]
+    fn a_frame_is_handled_in_place_or_taken_whole_as_the_handler_says() {
+        let mut reader = FrameReader::new(1024);
+        assert!(reads(&mut reader, &[0, 0, 0, 1, 7, 0, 0, 0, 2, 8, 9, 0, 0]).expect("fine"));
+        let first = reader.next_with(|p| (p == [7]).then_some("here")).expect("fine");
+        assert!(matches!(first, Some(Next::Handled("here"))));
+        let second = reader.next_with(|p| (p == [7]).then_some("here")).expect("fine");
+        assert!(matches!(second, Some(Next::Frame(frame)) if frame[..] == [8, 9]));
+        assert!(reader.next_with(|_| Some(())).expect("fine").is_none(), "a frame cut short");
+        assert_eq!(reader.buffered(), 2);
     }
 
     #[test]

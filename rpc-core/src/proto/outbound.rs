@@ -7,6 +7,7 @@
 //! it the next bytes, until everything is written or the socket pushes back. Then the state is
 //! `Blocked` and the connection's writer task takes over once the socket is writable.
 
+use std::collections::VecDeque;
 use std::io;
 
 use bytes::BytesMut;
@@ -27,6 +28,14 @@ pub(crate) const FLUSH_AT: usize = 1024;
 /// from a peer that does not read its responses. With the frame limit this bounds the memory
 /// one connection can hold.
 pub(crate) const HIGH_WATER: usize = 1024 * 1024;
+
+/// Frames encoded elsewhere ([`Outbound::append`]) at least this large are queued as they are,
+/// to be written on their own, rather than copied after the frames already queued.
+const APPEND_WHOLE_AT: usize = 4 * 1024;
+
+/// A written batch's buffer of at most this many bytes is kept to give back to the next
+/// sender of a batch, so that a stream of large items allocates (and faults in) fewer buffers.
+const SPARE_AT_MOST: usize = 256 * 1024;
 
 /// Whether frames are accepted, and who writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +102,14 @@ pub(crate) struct Outbound {
     /// Bytes a writer handed back unwritten; they go before `queue`. Between writes it keeps
     /// the buffer's allocation, which the next swap gives to `queue`.
     out: BytesMut,
-    /// Whole frames queued after `out`.
+    /// Batches of whole frames appended whole after `out`, each written on its own.
+    batches: VecDeque<BytesMut>,
+    /// The bytes in `batches`.
+    batched: usize,
+    /// Whole frames queued after `out` and `batches`.
     queue: BytesMut,
+    /// The empty buffer of a written batch, for [`Outbound::append`] to give back.
+    spare: Option<BytesMut>,
     /// Reasons to hold queued frames back: a server reading a batch of requests, a caller that
     /// owes a flush. A batch that reaches [`FLUSH_AT`] is written anyway.
     holds: u32,
@@ -109,7 +124,10 @@ impl Outbound {
         Outbound {
             state: State::Open(Io::Idle),
             out: BytesMut::new(),
+            batches: VecDeque::new(),
+            batched: 0,
             queue: BytesMut::new(),
+            spare: None,
             holds: 0,
             peer_max,
             charge: Charge::default(),
@@ -145,6 +163,45 @@ impl Outbound {
             }
         }
         Ok(())
+    }
+
+    /// Queues whole frames encoded elsewhere (each within [`Outbound::peer_max`]), all or
+    /// none, and leaves `frames` empty. They move without a copy into an empty queue, or, if
+    /// there are [`APPEND_WHOLE_AT`] bytes or more, as a batch of their own after what is
+    /// queued; fewer are copied after it. Frames the process's buffer budget has no room for
+    /// are refused, as [`Outbound::push`] refuses one frame: unless they are small.
+    pub(crate) fn append(&mut self, frames: &mut BytesMut) -> Result<(), Error> {
+        if !matches!(self.state, State::Open(_)) {
+            return Err(Error::ConnectionClosed);
+        }
+        let queued = self.queued() + frames.len();
+        if queued > self.charge.bytes() {
+            let charged = self.charge.set(queued.next_multiple_of(CHARGE_STEP));
+            if let Err(e) = charged
+                && frames.len() > wire::MIN_MAX_FRAME
+            {
+                return Err(e);
+            }
+        }
+        if self.queue.is_empty() && self.batches.is_empty() {
+            std::mem::swap(&mut self.queue, frames);
+        } else if frames.len() < APPEND_WHOLE_AT {
+            self.queue.extend_from_slice(frames);
+            frames.clear();
+        } else {
+            self.batched += self.queue.len() + frames.len();
+            if !self.queue.is_empty() {
+                self.batches.push_back(std::mem::take(&mut self.queue));
+            }
+            let spare = self.spare.take().unwrap_or_default();
+            self.batches.push_back(std::mem::replace(frames, spare));
+        }
+        Ok(())
+    }
+
+    /// The largest frame payload the peer accepts.
+    pub(crate) fn peer_max(&self) -> usize {
+        self.peer_max
     }
 
     /// Holds queued frames back until [`Outbound::release`].
@@ -248,17 +305,35 @@ impl Outbound {
         }
     }
 
-    /// The bytes to write next: the rest of an earlier write first, then the queued frames,
-    /// unless they are held.
+    /// The bytes to write next: the rest of an earlier write first, then the batches appended
+    /// whole, then the queued frames, unless they are held.
     #[inline]
     fn next_chunk(&mut self) -> Option<BytesMut> {
         if self.out.is_empty() {
+            if self.batched > 0 {
+                return self.next_batch();
+            }
             if self.queue.is_empty() || self.holding() {
                 return None;
             }
             std::mem::swap(&mut self.out, &mut self.queue);
         }
         Some(std::mem::take(&mut self.out))
+    }
+
+    /// The first batch appended whole; its buffer, once written, is kept as the spare.
+    /// Apart, so that the path of every call stays small.
+    #[cold]
+    fn next_batch(&mut self) -> Option<BytesMut> {
+        let batch = self.batches.pop_front()?;
+        self.batched -= batch.len();
+        let mut written = std::mem::take(&mut self.out);
+        // Room for more than the limit can be reclaimed only in a larger buffer.
+        if self.spare.is_none() && written.try_reclaim(1) && !written.try_reclaim(SPARE_AT_MOST + 1)
+        {
+            self.spare = Some(written);
+        }
+        Some(batch)
     }
 
     /// Whether queued frames wait for a hold to end: only while open, and below [`FLUSH_AT`].
@@ -269,7 +344,7 @@ impl Outbound {
     /// Stops accepting frames; what is queued is still written. Holds no longer apply.
     pub(crate) fn close(&mut self) {
         self.state = match self.state {
-            State::Open(Io::Idle) if self.out.is_empty() && self.queue.is_empty() => State::Closed,
+            State::Open(Io::Idle) if self.queued() == 0 => State::Closed,
             State::Open(io) => State::Closing(io),
             other => other,
         };
@@ -282,6 +357,8 @@ impl Outbound {
             return;
         }
         self.queue.clear();
+        self.batches.clear();
+        self.batched = 0;
         // An error frame always fits: messages are cut to fit the smallest frame limit.
         let _ = self.push(header, wire::no_body);
         self.close();
@@ -291,13 +368,16 @@ impl Outbound {
     pub(crate) fn fail(&mut self) {
         self.state = State::Failed;
         self.out = BytesMut::new();
+        self.batches = VecDeque::new();
+        self.batched = 0;
         self.queue = BytesMut::new();
+        self.spare = None;
         let _ = self.charge.set(0);
     }
 
     /// Bytes waiting for the socket, not counting a chunk a writer is writing right now.
     pub(crate) fn queued(&self) -> usize {
-        self.out.len() + self.queue.len()
+        self.out.len() + self.batched + self.queue.len()
     }
 
     pub(crate) fn signal(&self) -> Signal {

@@ -104,11 +104,13 @@ impl Inflow {
         self.ended
     }
 
-    /// The consumer took an item of `len` body bytes: the credit to grant back, once half a
-    /// window of items or bytes was taken (fewer, larger grants), unless the stream ended.
-    pub(crate) fn on_taken(&mut self, len: usize) -> Option<Grant> {
-        self.taken_items += 1;
-        self.taken_bytes = self.taken_bytes.saturating_add(len as u64);
+    /// The consumer took `items` items of `bytes` body bytes in all: the credit to grant back,
+    /// once half a window of items or bytes was taken (fewer, larger grants), unless the
+    /// stream ended. A consumer may report what it took in batches: what it has not reported
+    /// yet still counts as held, so the window still bounds what it holds.
+    pub(crate) fn on_taken(&mut self, items: u32, bytes: u64) -> Option<Grant> {
+        self.taken_items = self.taken_items.saturating_add(items);
+        self.taken_bytes = self.taken_bytes.saturating_add(bytes);
         let half_items = self.taken_items >= self.window.items.div_ceil(2);
         let half_bytes = self.taken_bytes >= self.window.bytes.div_ceil(2);
         if self.ended || !(half_items || half_bytes) {
@@ -122,8 +124,9 @@ impl Inflow {
     }
 }
 
-/// The sending side of one stream: the credit the receiver granted.
-#[derive(Debug, Default)]
+/// The sending side of one stream: the credit the receiver granted. A copy taken at one
+/// moment is credit the sender may spend alone: credit only grows behind its back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Outflow {
     items: u64,
     bytes: i64,
@@ -139,6 +142,13 @@ impl Outflow {
     pub(crate) fn sent(&mut self, len: usize) {
         self.items = self.items.saturating_sub(1);
         self.bytes = self.bytes.saturating_sub(clamp(len as u64));
+    }
+
+    /// `items` items of `bytes` body bytes in all were sent, each while [`Outflow::can_send`]
+    /// held for a copy of this credit (see [`Outflow::sent`]).
+    pub(crate) fn sent_many(&mut self, items: u64, bytes: u64) {
+        self.items = self.items.saturating_sub(items);
+        self.bytes = self.bytes.saturating_sub(clamp(bytes));
     }
 
     /// The receiver granted more. Credit beyond what any window could give (more than 2^32
@@ -204,13 +214,13 @@ mod tests {
         for _ in 0..4 {
             inflow.on_item(1, 1).expect("within credit");
         }
-        assert_eq!(inflow.on_taken(1), None);
-        assert_eq!(inflow.on_taken(1), Some(Grant { items: 2, bytes: 2 }));
+        assert_eq!(inflow.on_taken(1, 1), None);
+        assert_eq!(inflow.on_taken(1, 1), Some(Grant { items: 2, bytes: 2 }));
         inflow.on_item(1, 1).expect("granted again");
         inflow.on_item(1, 1).expect("granted again");
         assert!(inflow.on_item(1, 1).is_err());
         // Half the bytes is enough too.
-        assert_eq!(inflow.on_taken(60), Some(Grant { items: 1, bytes: 60 }));
+        assert_eq!(inflow.on_taken(1, 60), Some(Grant { items: 1, bytes: 60 }));
     }
 
     #[test]
@@ -221,7 +231,7 @@ mod tests {
         assert!(inflow.is_ended());
         assert!(inflow.on_item(1, 1).is_err());
         assert!(inflow.on_end(1).is_err());
-        assert_eq!(inflow.on_taken(100), None, "nothing more will come");
+        assert_eq!(inflow.on_taken(1, 100), None, "nothing more will come");
     }
 
     #[test]
@@ -259,6 +269,6 @@ mod tests {
         let (mut inflow, grant) = Inflow::new(StreamWindow { items: 0, bytes: 0 });
         assert_eq!(grant, Grant { items: 1, bytes: 1 });
         inflow.on_item(1, 10).expect("one item");
-        assert_eq!(inflow.on_taken(10), Some(Grant { items: 1, bytes: 10 }));
+        assert_eq!(inflow.on_taken(1, 10), Some(Grant { items: 1, bytes: 10 }));
     }
 }

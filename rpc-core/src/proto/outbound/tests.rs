@@ -221,3 +221,70 @@ fn pushing_back_and_draining_wake_waiters_but_taking_turns_and_flooding_do_not()
     assert_eq!(out.wrote(BytesMut::new(), Ok(Written::All)), Turn::Rest);
     assert_eq!(out.signal(), idle);
 }
+
+#[test]
+fn frames_encoded_elsewhere_queue_after_those_before_and_not_once_closed() {
+    let mut out = open();
+    let mut batch = BytesMut::from(&frame_of(2)[..]);
+    out.append(&mut batch).expect("queued");
+    assert!(batch.is_empty(), "taken whole");
+    out.push(&request(3), wire::no_body).expect("queued");
+    let mut batch = BytesMut::from(&frame_of(4)[..]);
+    out.append(&mut batch).expect("queued after the others");
+    assert!(batch.is_empty());
+    let bytes = take(out.start());
+    assert_eq!(bytes.to_vec(), [frame_of(2), frame_of(3), frame_of(4)].concat());
+    out.close();
+    let mut batch = BytesMut::from(&frame_of(5)[..]);
+    assert!(matches!(out.append(&mut batch), Err(Error::ConnectionClosed)));
+    assert_eq!(batch.to_vec(), frame_of(5), "a refused batch stays with its sender");
+}
+
+#[test]
+fn a_large_batch_appended_behind_others_is_written_whole_and_in_order() {
+    let mut out = open();
+    out.push(&request(1), wire::no_body).expect("queued");
+    let first = take(out.start());
+    // While the first write runs, a frame is queued, then a large batch, then another frame.
+    out.push(&request(2), wire::no_body).expect("queued");
+    let large: Vec<u8> = (0..APPEND_WHOLE_AT as u64).flat_map(|i| frame_of(1000 + i)).collect();
+    let mut batch = BytesMut::from(&large[..]);
+    let at = batch.as_ptr();
+    out.append(&mut batch).expect("queued");
+    assert!(batch.is_empty());
+    out.push(&request(3), wire::no_body).expect("queued");
+    assert_eq!(out.queued(), frame_of(2).len() + large.len() + frame_of(3).len());
+    assert_eq!(first.to_vec(), frame_of(1));
+    let second = take(out.wrote(BytesMut::new(), Ok(Written::All)));
+    assert_eq!(second.to_vec(), frame_of(2), "what was queued before the batch goes first");
+    let third = take(out.wrote(BytesMut::new(), Ok(Written::All)));
+    assert_eq!(third.to_vec(), large);
+    assert_eq!(third.as_ptr(), at, "the batch is written where it was encoded, not copied");
+    let fourth = take(out.wrote(BytesMut::new(), Ok(Written::All)));
+    assert_eq!(fourth.to_vec(), frame_of(3));
+    assert_eq!(out.wrote(BytesMut::new(), Ok(Written::All)), Turn::Rest);
+    assert_eq!(out.queued(), 0);
+}
+
+#[test]
+fn a_written_batchs_buffer_goes_back_to_the_next_batch_unless_it_is_large() {
+    for (size, kept) in [(64 * 1024, true), (SPARE_AT_MOST + 1, false)] {
+        let mut out = open();
+        out.push(&request(1), wire::no_body).expect("queued");
+        let _writing = take(out.start());
+        let mut first = BytesMut::from(&vec![0_u8; size][..]);
+        let first_at = first.as_ptr();
+        out.append(&mut first).expect("queued whole");
+        out.append(&mut BytesMut::from(&vec![1_u8; APPEND_WHOLE_AT][..])).expect("queued whole");
+        assert_eq!(take(out.wrote(BytesMut::new(), Ok(Written::All))).as_ptr(), first_at);
+        let mut written = BytesMut::from(&vec![0_u8; size][..]);
+        written.clear();
+        let next = out.wrote(written, Ok(Written::All));
+        assert_eq!(take(next).len(), APPEND_WHOLE_AT);
+        out.push(&request(2), wire::no_body).expect("queued");
+        let mut third = BytesMut::from(&vec![2_u8; APPEND_WHOLE_AT][..]);
+        out.append(&mut third).expect("queued whole");
+        assert!(third.is_empty());
+        assert_eq!(third.capacity() >= size, kept, "{size} bytes");
+    }
+}
