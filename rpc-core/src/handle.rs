@@ -155,6 +155,7 @@ impl Client {
 
     /// The metadata of one call: this handle's, plus a child `traceparent` when the task is
     /// in a trace ([`trace::in_trace`](crate::trace::in_trace)). `None` when there is none.
+    #[inline]
     fn call_metadata(&self) -> Result<Option<Cow<'_, Metadata>>, Error> {
         let Some(parent) = crate::trace::current() else {
             return Ok(self.metadata.as_deref().map(Cow::Borrowed));

@@ -165,7 +165,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
     }
 
     /// The checks a request passes before its method is looked up, in the order WIRE.md gives.
-    #[inline]
+    #[inline(always)]
     fn request<'a>(
         &self,
         id: u64,
