@@ -22,7 +22,7 @@ use crate::Error;
 use crate::codec::CodecError;
 use crate::net::Stream;
 use crate::proto::inbound::FrameReader;
-use crate::proto::outbound::{FLUSH_AT, HIGH_WATER, Outbound, State, Turn, Written};
+use crate::proto::outbound::{FLUSH_AT, HIGH_WATER, Io, Outbound, State, Turn, Written};
 use crate::wire::Header;
 
 /// How long a closing connection's writer waits for a peer that does not read the last bytes.
@@ -113,6 +113,24 @@ impl Outbox {
         let turn = self.update_quiet(|out| out.append(frames).map(|()| out.start()))?;
         self.write_turns(turn);
         Ok(())
+    }
+
+    /// Whether the socket pushed back and the writer task waits to write the rest.
+    pub(crate) fn is_pushed_back(&self) -> bool {
+        self.lock().state() == State::Open(Io::Blocked)
+    }
+
+    /// Completes once the socket no longer pushes back, or writing is over.
+    pub(crate) async fn room(&self) {
+        loop {
+            let changed = self.changed();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if !self.is_pushed_back() {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// The largest frame payload the peer accepts.

@@ -12,7 +12,7 @@ use crate::net::Peer;
 use crate::proto::server;
 use crate::proto::stream::StreamWindow;
 use crate::service::Sink;
-use crate::stream_send::Frames;
+use crate::stream_send::{Frames, Room};
 use crate::stream_slot::Slots;
 use crate::wire::Header;
 
@@ -82,5 +82,9 @@ impl Frames for ConnSink {
 
     fn send_frames(&self, frames: &mut BytesMut) -> Result<(), Error> {
         self.outbox.send_frames(frames)
+    }
+
+    fn room(&self) -> Option<Room<'_>> {
+        self.outbox.room_if_pushed_back()
     }
 }

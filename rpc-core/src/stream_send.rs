@@ -2,7 +2,8 @@
 //! write rather than a few locks each: the items that are ready and within credit are encoded
 //! into a buffer of the stream's own and queued on the connection at once ([`send_items`]).
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
@@ -26,7 +27,14 @@ pub(crate) trait Frames {
     /// Queues whole frames, all or none, and writes them unless frames are held back; leaves
     /// `frames` empty (its allocation may be another buffer's).
     fn send_frames(&self, frames: &mut BytesMut) -> Result<(), Error>;
+
+    /// While the socket pushes back, what completes once it does not: a sender with more
+    /// batches waits for it rather than queue them all.
+    fn room(&self) -> Option<Room<'_>>;
 }
+
+/// See [`Frames::room`].
+pub(crate) type Room<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 impl Frames for Outbox {
     fn max_frame(&self) -> usize {
@@ -35,6 +43,17 @@ impl Frames for Outbox {
 
     fn send_frames(&self, frames: &mut BytesMut) -> Result<(), Error> {
         Outbox::send_frames(self, frames)
+    }
+
+    fn room(&self) -> Option<Room<'_>> {
+        self.room_if_pushed_back()
+    }
+}
+
+impl Outbox {
+    /// [`Frames::room`] of the connection.
+    pub(crate) fn room_if_pushed_back(&self) -> Option<Room<'_>> {
+        self.is_pushed_back().then(|| Box::pin(self.room()) as Room<'_>)
     }
 }
 
@@ -105,10 +124,22 @@ where
         if let Err((error, panicked)) = batch.push(&item) {
             return batch.flush(slot, out).err().unwrap_or(Sent::Unsendable { error, panicked });
         }
-        if batch.frames.len() >= BATCH_BYTES
-            && let Err(sent) = batch.flush(slot, out)
-        {
-            return sent;
+        if batch.frames.len() >= BATCH_BYTES {
+            // A full batch while the socket pushes back waits for it to take bytes again (or
+            // for the stream to close), so that the batches of a fast sender do not pile up
+            // in the connection's queue, each in a buffer of its own.
+            if let Some(mut room) = out.room() {
+                let closed = poll_fn(|cx| match room.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(false),
+                    Poll::Pending => slot.poll_closed(cx).map(|()| true),
+                });
+                if closed.await {
+                    return Sent::Closed;
+                }
+            }
+            if let Err(sent) = batch.flush(slot, out) {
+                return sent;
+            }
         }
     }
 }
@@ -175,10 +206,11 @@ mod tests {
     use std::cell::Cell;
     use std::pin::pin;
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// A connection that keeps what is queued on it.
+    /// A connection that keeps what is queued on it, and whose socket pushes back while told.
     #[derive(Default)]
-    struct Kept(Mutex<Vec<BytesMut>>);
+    struct Kept(Mutex<Vec<BytesMut>>, AtomicBool);
 
     impl Frames for Kept {
         fn max_frame(&self) -> usize {
@@ -188,6 +220,17 @@ mod tests {
         fn send_frames(&self, frames: &mut BytesMut) -> Result<(), Error> {
             self.0.lock().expect("not poisoned").push(std::mem::take(frames));
             Ok(())
+        }
+
+        fn room(&self) -> Option<Room<'_>> {
+            let pushed_back = &self.1;
+            pushed_back.load(Ordering::SeqCst).then(|| {
+                let room = poll_fn(|_| match pushed_back.load(Ordering::SeqCst) {
+                    true => Poll::Pending,
+                    false => Poll::Ready(()),
+                });
+                Box::pin(room) as Room<'_>
+            })
         }
     }
 
@@ -270,5 +313,31 @@ mod tests {
         assert_eq!(batches.iter().sum::<usize>(), 3_000, "and the rest when they make us wait");
         more.set(true);
         assert!(matches!(poll(sending.as_mut()), Poll::Ready(Sent::Ended)));
+    }
+
+    #[test]
+    fn a_full_batch_waits_while_the_socket_pushes_back_and_not_once_the_stream_closed() {
+        let (slot, _) = Slot::new(None, true);
+        slot.on_credit(1, Grant { items: 100, bytes: 1 << 30 }).expect("valid");
+        let out = Kept::default();
+        out.1.store(true, Ordering::SeqCst);
+        let mut items = std::iter::repeat_n(vec![7_u8; BATCH_BYTES], 3);
+        let next = |_: &mut Context<'_>| Poll::Ready(items.next().map(Ok));
+        let mut sending = pin!(send_items(1, &slot, &out, next));
+        assert!(poll(sending.as_mut()).is_pending(), "waits for the socket");
+        assert!(out.batches().is_empty(), "nothing queued while it pushes back");
+        out.1.store(false, Ordering::SeqCst);
+        assert!(matches!(poll(sending.as_mut()), Poll::Ready(Sent::Ended)));
+        assert_eq!(out.batches(), [1, 1, 1], "each full batch as soon as there is room");
+        // A stream closed while it waits for room ends there.
+        let (slot, _) = Slot::new(None, true);
+        slot.on_credit(1, Grant { items: 100, bytes: 1 << 30 }).expect("valid");
+        out.1.store(true, Ordering::SeqCst);
+        let mut items = std::iter::repeat_n(vec![7_u8; BATCH_BYTES], 3);
+        let next = |_: &mut Context<'_>| Poll::Ready(items.next().map(Ok));
+        let mut sending = pin!(send_items(1, &slot, &out, next));
+        assert!(poll(sending.as_mut()).is_pending());
+        slot.close();
+        assert!(matches!(poll(sending.as_mut()), Poll::Ready(Sent::Closed)));
     }
 }
