@@ -14,11 +14,10 @@ use crate::Error;
 use crate::proto::stream::Grant;
 use crate::stream_slot::Slot;
 
-/// Bodies up to this size are copied into their stream's buffer, so that the reader's buffer
-/// is free again at once and both buffers are used over and over; larger ones keep the buffer
-/// they were read into. Copying a 64 KiB item costs less than the page faults of a fresh buffer
-/// for every frame, which is what the reader gets while the last frames it read are alive.
-pub(crate) const SMALL_ITEM: usize = 128 * 1024;
+/// Bodies up to this size are copied into their stream's buffer, so that they cost neither an
+/// allocation nor a reference count each; larger ones keep the reader's buffer they were read
+/// into (no copy), which the reader reads into again once they are gone.
+pub(crate) const SMALL_ITEM: usize = 16 * 1024;
 
 /// A buffer that once held more than this is not kept once emptied.
 const KEEP_AT_MOST: usize = 256 * 1024;

@@ -170,8 +170,10 @@ impl Slot {
             std::mem::swap(&mut state.queue, into);
             return (grant, Poll::Ready(true));
         }
-        if state.closed || state.inflow.as_ref().is_none_or(Inflow::is_ended) {
-            return (grant, Poll::Ready(false));
+        let state = &mut *state;
+        match state.inflow.as_mut() {
+            Some(inflow) if !state.closed && !inflow.is_ended() => inflow.on_starved(),
+            _ => return (grant, Poll::Ready(false)),
         }
         set_waker(&mut state.consumer, cx);
         (grant, Poll::Pending)

@@ -1,6 +1,7 @@
 //! The read side of a connection: bytes as they arrive, cut into frame payloads. No socket in
 //! here: the I/O layer hands [`FrameReader::fill`] a function that reads.
 
+use std::collections::VecDeque;
 use std::io;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -19,6 +20,12 @@ const GROW_FROM: usize = 64 * 1024;
 /// received a large frame does not keep its room while idle.
 const KEEP_AT_MOST: usize = 64 * 1024;
 
+/// Buffers that frames were taken out of, kept to read into again once those frames are
+/// dropped. Fresh memory costs a page fault per 4 KiB when first written, and an allocator that
+/// gives freed memory back to the system makes every buffer fresh: that was most of what a
+/// stream of 64 KiB items cost its reader.
+const SPARES: usize = 4;
+
 /// What [`FrameReader::next_with`] did with the next frame.
 #[derive(Debug)]
 pub(crate) enum Next<R> {
@@ -30,17 +37,31 @@ pub(crate) enum Next<R> {
 
 /// Bytes received and not yet handled, cut into frames. The buffer grows as bytes arrive, at
 /// most doubling at a time, never to a frame's declared size at once; every growth is charged
-/// to the process's buffer budget first.
+/// to the process's buffer budget first. Frames taken out keep their buffer alive; the reader
+/// goes on in another one (a spare whose frames are all gone, or a new one) and reuses the old
+/// one once they are gone too.
 #[derive(Debug)]
 pub(crate) struct FrameReader {
     buf: BytesMut,
+    /// Earlier buffers, oldest first, each empty and shared with frames taken out of it.
+    spares: VecDeque<BytesMut>,
+    /// A frame was taken out since the last fill; one taken out of `buf` may still hold it.
+    taken_out: bool,
+    shared: bool,
     max_frame: usize,
     charge: Charge,
 }
 
 impl FrameReader {
     pub(crate) fn new(max_frame: usize) -> FrameReader {
-        FrameReader { buf: BytesMut::new(), max_frame, charge: Charge::default() }
+        FrameReader {
+            buf: BytesMut::new(),
+            spares: VecDeque::new(),
+            taken_out: false,
+            shared: false,
+            max_frame,
+            charge: Charge::default(),
+        }
     }
 
     /// Changes the largest frame accepted from here on (after a hello read with a small one).
@@ -74,6 +95,7 @@ impl FrameReader {
     pub(crate) fn next_buffered(&mut self) -> Result<Option<Bytes>, Error> {
         let Some(size) = frame::complete(&self.buf, self.max_frame)? else { return Ok(None) };
         self.buf.advance(frame::HEAD_LEN);
+        (self.taken_out, self.shared) = (true, true);
         Ok(Some(self.buf.split_to(size).freeze()))
     }
 
@@ -94,7 +116,10 @@ impl FrameReader {
                 self.buf.advance(size);
                 Next::Handled(handled)
             }
-            None => Next::Frame(self.buf.split_to(size).freeze()),
+            None => {
+                (self.taken_out, self.shared) = (true, true);
+                Next::Frame(self.buf.split_to(size).freeze())
+            }
         }))
     }
 
@@ -117,9 +142,16 @@ impl FrameReader {
         &mut self,
         read: impl FnOnce(&mut BytesMut) -> io::Result<usize>,
     ) -> Result<bool, Error> {
-        if self.buf.is_empty() && self.buf.capacity() > KEEP_AT_MOST {
-            self.buf = BytesMut::new();
-            let _ = self.charge.set(0);
+        // An empty buffer with no frame taken out since the last fill: frames are not
+        // streaming in, so the room goes back (it is reused while they are).
+        let streaming = std::mem::take(&mut self.taken_out);
+        if self.buf.is_empty() && !streaming {
+            self.spares.clear();
+            if self.buf.capacity() > KEEP_AT_MOST {
+                self.buf = BytesMut::new();
+                self.shared = false;
+                let _ = self.charge.set(0);
+            }
         }
         // Room for more of a frame whose head is in (one over the limit is refused before this
         // is reached), but at most as much again as has arrived: a peer that declares a large
@@ -135,7 +167,7 @@ impl FrameReader {
             // took with them.
             let grow = room.max(READ_CHUNK);
             self.charge.set(self.buf.len() + grow)?;
-            self.buf.reserve(grow);
+            self.make_room(grow);
         }
         match read(&mut self.buf) {
             Ok(0) if self.buf.is_empty() => Ok(false),
@@ -151,6 +183,32 @@ impl FrameReader {
             }
             Err(e) => Err(Error::Io(e)),
         }
+    }
+}
+
+impl FrameReader {
+    /// Makes room for `grow` more bytes: in place if no frame taken out of the buffer is still
+    /// alive, else in the oldest spare whose frames are all gone, else in a new buffer; the
+    /// bytes of the frame under way move along, and the old buffer becomes a spare.
+    fn make_room(&mut self, grow: usize) {
+        if !self.shared || self.buf.try_reclaim(grow) {
+            self.shared = false;
+            self.buf.reserve(grow);
+            return;
+        }
+        let need = self.buf.len() + grow;
+        let reusable = self.spares.iter_mut().position(|spare| spare.try_reclaim(need));
+        let mut next = match reusable.and_then(|at| self.spares.remove(at)) {
+            Some(spare) => spare,
+            None => BytesMut::with_capacity(need.max(self.buf.capacity())),
+        };
+        next.extend_from_slice(&self.buf);
+        self.buf.clear();
+        if self.spares.len() == SPARES {
+            self.spares.pop_front();
+        }
+        self.spares.push_back(std::mem::replace(&mut self.buf, next));
+        self.shared = false;
     }
 }
 
@@ -256,5 +314,38 @@ mod tests {
         assert!(reads(&mut reader, &[0, 0, 4, 1]).expect("fine"));
         let err = reader.with_next(|_| Some(())).expect_err("too large");
         assert!(matches!(err, Error::FrameTooLarge { size: 1025, limit: 1024 }));
+    }
+
+    #[test]
+    fn a_buffer_is_read_into_again_once_the_frames_taken_out_of_it_are_gone() {
+        let mut reader = FrameReader::new(1 << 20);
+        let frame = |len: usize| {
+            let mut bytes = (len as u32).to_be_bytes().to_vec();
+            bytes.resize(4 + len, 7);
+            bytes
+        };
+        let start = |frame: &Bytes| frame.as_ptr() as usize - frame::HEAD_LEN;
+        assert!(reads(&mut reader, &frame(1000)).expect("fine"));
+        let first = reader.next_buffered().expect("fine").expect("whole");
+        // The next frame needs more room than is left while the first holds the buffer: a
+        // new buffer, and the old one is kept.
+        assert!(reads(&mut reader, &frame(8000)[..1000]).expect("fine"));
+        assert!(reads(&mut reader, &frame(8000)[1000..]).expect("fine"));
+        let second = reader.next_buffered().expect("fine").expect("whole");
+        assert_eq!(reader.spares.len(), 1);
+        // Once the first frame is gone, its buffer is the next one read into.
+        let old = start(&first);
+        drop(first);
+        assert!(reads(&mut reader, &frame(1000)).expect("fine"));
+        let third = reader.next_buffered().expect("fine").expect("whole");
+        assert_eq!(start(&third), old, "the old buffer is reused");
+        assert_eq!(reader.spares.len(), 1, "and the second one's is kept in its place");
+        drop((second, third));
+        // Once a fill finds no frame taken out since the one before, the spares go.
+        let would_block = |_: &mut BytesMut| Err(io::ErrorKind::WouldBlock.into());
+        assert!(reader.fill(would_block).expect("fine"));
+        assert_eq!(reader.spares.len(), 1, "frames were taken out before that fill");
+        assert!(reader.fill(would_block).expect("fine"));
+        assert!(reader.spares.is_empty());
     }
 }

@@ -5,13 +5,21 @@
 //! number of items and a number of body bytes. The sender sends an item only while it holds at
 //! least one item of credit and a positive byte credit; the item's body size is then taken off
 //! both, so the byte credit may go below zero by one item. The receiver grants again as its
-//! consumer takes items, once half a window was taken. So a receiver holds at most
-//! `window.items` items, and at most `window.bytes` plus one frame of bytes, per stream: the
-//! reader never waits for a consumer, and an item beyond credit is a protocol violation.
+//! consumer takes items, once half its current window was taken; the window starts small and
+//! doubles at a grant while the consumer keeps up, up to the configured one. So a receiver
+//! holds at most `window.items` items, and at most `window.bytes` plus one frame of bytes, per
+//! stream: the reader never waits for a consumer, and an item beyond credit is a protocol
+//! violation.
 
 use crate::Error;
 
-/// How much a receiver lets a sender have in flight on one stream.
+/// The most a receiver lets a sender have in flight on one stream: what it may hold of it.
+///
+/// A receiver does not grant all of it at once: it starts with at most
+/// [`StreamWindow::START`] and doubles its window, up to this one, each time it grants credit
+/// after its consumer ran out of items to take (the consumer keeps up, so the window, not the
+/// consumer, holds the stream back). A consumer that lags never grows its window; one that
+/// keeps up gets fewer, larger grants, each of which costs both ends a wakeup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamWindow {
     /// Items in flight. At least 1.
@@ -21,14 +29,33 @@ pub struct StreamWindow {
 }
 
 impl StreamWindow {
-    /// The default window: 1,024 items and 1 MiB. Small items need many in flight to keep a
-    /// stream moving (8-byte items went from about 1.2 to 2 M items/s going from 256 to 1,024 items
-    /// here); the bytes bound what a stream holds: 1 MiB plus one frame.
-    pub const DEFAULT: StreamWindow = StreamWindow { items: 1024, bytes: 1024 * 1024 };
+    /// The default window: 8,192 items and 8 MiB, reached from [`StreamWindow::START`] while
+    /// the consumer keeps up. One 64 KiB-item stream over a Unix socket moved about 4 GB/s
+    /// with a fixed 1 MiB window and about 6 GB/s with 8 MiB: every grant wakes the sender's
+    /// connection, and on a multi-threaded runtime that often wakes a second worker too.
+    pub const DEFAULT: StreamWindow = StreamWindow { items: 8 * 1024, bytes: 8 * 1024 * 1024 };
+
+    /// Where a receiver's window starts: 1,024 items and 1 MiB, or the configured window if
+    /// that is smaller.
+    pub const START: StreamWindow = StreamWindow { items: 1024, bytes: 1024 * 1024 };
 
     /// The window with each part at least 1, so that a stream can always move.
     pub(crate) fn usable(self) -> StreamWindow {
         StreamWindow { items: self.items.max(1), bytes: self.bytes.max(1) }
+    }
+
+    /// Each part the smaller of the two.
+    fn min(self, other: StreamWindow) -> StreamWindow {
+        StreamWindow { items: self.items.min(other.items), bytes: self.bytes.min(other.bytes) }
+    }
+
+    /// Each part doubled, but not beyond `most`.
+    fn doubled_within(self, most: StreamWindow) -> StreamWindow {
+        let doubled = StreamWindow {
+            items: self.items.saturating_mul(2),
+            bytes: self.bytes.saturating_mul(2),
+        };
+        doubled.min(most)
     }
 }
 
@@ -48,7 +75,12 @@ pub(crate) struct Grant {
 /// The receiving side of one stream.
 #[derive(Debug)]
 pub(crate) struct Inflow {
+    /// The window granted so far, and the most it may grow to.
     window: StreamWindow,
+    most: StreamWindow,
+    /// The consumer has taken an item; and it ran out of items since the last grant.
+    took: bool,
+    starved: bool,
     /// Items the sender may still send.
     items_left: u32,
     /// Bytes the sender may still send; below zero after an item that crossed it.
@@ -61,11 +93,16 @@ pub(crate) struct Inflow {
 }
 
 impl Inflow {
-    /// A stream about to start, and the first grant to send: a whole window.
-    pub(crate) fn new(window: StreamWindow) -> (Inflow, Grant) {
-        let window = window.usable();
+    /// A stream about to start, and the first grant to send: the starting window (see
+    /// [`StreamWindow`]).
+    pub(crate) fn new(most: StreamWindow) -> (Inflow, Grant) {
+        let most = most.usable();
+        let window = most.min(StreamWindow::START);
         let inflow = Inflow {
             window,
+            most,
+            took: false,
+            starved: false,
             items_left: window.items,
             bytes_left: clamp(window.bytes),
             taken_items: 0,
@@ -104,11 +141,20 @@ impl Inflow {
         self.ended
     }
 
+    /// The consumer found nothing to take. Once it has taken items, that means it keeps up
+    /// with the sender: the window grows at the next grant. (Waiting for the first item says
+    /// nothing about the consumer.)
+    pub(crate) fn on_starved(&mut self) {
+        self.starved |= self.took;
+    }
+
     /// The consumer took `items` items of `bytes` body bytes in all: the credit to grant back,
-    /// once half a window of items or bytes was taken (fewer, larger grants), unless the
-    /// stream ended. A consumer may report what it took in batches: what it has not reported
-    /// yet still counts as held, so the window still bounds what it holds.
+    /// once half the window of items or bytes was taken (fewer, larger grants), unless the
+    /// stream ended; with the window's growth in it if the consumer ran out of items since the
+    /// last grant. A consumer may report what it took in batches: what it has not reported yet
+    /// still counts as held, so the window still bounds what it holds.
     pub(crate) fn on_taken(&mut self, items: u32, bytes: u64) -> Option<Grant> {
+        self.took |= items > 0;
         self.taken_items = self.taken_items.saturating_add(items);
         self.taken_bytes = self.taken_bytes.saturating_add(bytes);
         let half_items = self.taken_items >= self.window.items.div_ceil(2);
@@ -116,10 +162,19 @@ impl Inflow {
         if self.ended || !(half_items || half_bytes) {
             return None;
         }
-        let grant = Grant { items: self.taken_items, bytes: self.taken_bytes };
-        self.items_left += std::mem::take(&mut self.taken_items);
-        self.bytes_left =
-            self.bytes_left.saturating_add(clamp(std::mem::take(&mut self.taken_bytes)));
+        let grown = match std::mem::take(&mut self.starved) {
+            true => self.window.doubled_within(self.most),
+            false => self.window,
+        };
+        let grant = Grant {
+            items: std::mem::take(&mut self.taken_items)
+                .saturating_add(grown.items - self.window.items),
+            bytes: std::mem::take(&mut self.taken_bytes)
+                .saturating_add(grown.bytes - self.window.bytes),
+        };
+        self.window = grown;
+        self.items_left = self.items_left.saturating_add(grant.items);
+        self.bytes_left = self.bytes_left.saturating_add(clamp(grant.bytes));
         Some(grant)
     }
 }
@@ -221,6 +276,37 @@ mod tests {
         assert!(inflow.on_item(1, 1).is_err());
         // Half the bytes is enough too.
         assert_eq!(inflow.on_taken(1, 60), Some(Grant { items: 1, bytes: 60 }));
+    }
+
+    #[test]
+    fn the_window_starts_small_and_doubles_at_a_grant_after_the_consumer_ran_dry() {
+        let most = StreamWindow { items: 4096, bytes: 1 << 30 };
+        let (mut inflow, grant) = Inflow::new(most);
+        assert_eq!(grant, Grant { items: 1024, bytes: 1 << 20 }, "the start, not all of it");
+        inflow.on_starved();
+        for _ in 0..1024 {
+            inflow.on_item(1, 1).expect("within the first grant");
+        }
+        assert_eq!(
+            inflow.on_taken(512, 512),
+            Some(Grant { items: 512, bytes: 512 }),
+            "waiting for the first item says nothing"
+        );
+        inflow.on_starved();
+        let grown = Some(Grant { items: 512 + 1024, bytes: 512 + (1 << 20) });
+        assert_eq!(inflow.on_taken(512, 512), grown, "ran dry after taking: it keeps up");
+        for _ in 0..2048 {
+            inflow.on_item(1, 1).expect("within the grown window");
+        }
+        assert!(inflow.on_item(1, 1).is_err(), "all 2,048 items of the window are out");
+        // Half the grown window: 1,024 items. A consumer that did not run dry keeps it.
+        assert_eq!(inflow.on_taken(1024, 0), Some(Grant { items: 1024, bytes: 0 }));
+        inflow.on_starved();
+        let grant = inflow.on_taken(1024, 0).expect("half a window");
+        assert_eq!(grant, Grant { items: 1024 + 2048, bytes: 2 << 20 }, "items reach the most");
+        inflow.on_starved();
+        let grant = inflow.on_taken(2048, 0).expect("half a window");
+        assert_eq!(grant, Grant { items: 2048, bytes: 4 << 20 }, "bytes grow on alone");
     }
 
     #[test]
