@@ -26,6 +26,10 @@ const KEEP_AT_MOST: usize = 64 * 1024;
 /// stream of 64 KiB items cost its reader.
 const SPARES: usize = 4;
 
+/// Buffers larger than this are not kept as spares, so that a connection keeps at most
+/// [`SPARES`] times this for reuse.
+const SPARE_AT_MOST: usize = 256 * 1024;
+
 /// What [`FrameReader::next_with`] did with the next frame.
 #[derive(Debug)]
 pub(crate) enum Next<R> {
@@ -48,6 +52,8 @@ pub(crate) struct FrameReader {
     /// A frame was taken out since the last fill; one taken out of `buf` may still hold it.
     taken_out: bool,
     shared: bool,
+    /// About the size of the allocation `buf` reads into.
+    size: usize,
     max_frame: usize,
     charge: Charge,
 }
@@ -59,6 +65,7 @@ impl FrameReader {
             spares: VecDeque::new(),
             taken_out: false,
             shared: false,
+            size: 0,
             max_frame,
             charge: Charge::default(),
         }
@@ -149,7 +156,7 @@ impl FrameReader {
             self.spares.clear();
             if self.buf.capacity() > KEEP_AT_MOST {
                 self.buf = BytesMut::new();
-                self.shared = false;
+                (self.shared, self.size) = (false, 0);
                 let _ = self.charge.set(0);
             }
         }
@@ -194,21 +201,27 @@ impl FrameReader {
         if !self.shared || self.buf.try_reclaim(grow) {
             self.shared = false;
             self.buf.reserve(grow);
+            self.size = self.buf.capacity();
             return;
         }
         let need = self.buf.len() + grow;
         let reusable = self.spares.iter_mut().position(|spare| spare.try_reclaim(need));
-        let mut next = match reusable.and_then(|at| self.spares.remove(at)) {
-            Some(spare) => spare,
-            None => BytesMut::with_capacity(need.max(self.buf.capacity())),
+        // A spare may still share its buffer with frames (the room was at its end).
+        let (next, shared) = match reusable.and_then(|at| self.spares.remove(at)) {
+            Some(spare) => (spare, true),
+            None => (BytesMut::with_capacity(need.max(self.buf.capacity())), false),
         };
-        next.extend_from_slice(&self.buf);
-        self.buf.clear();
-        if self.spares.len() == SPARES {
-            self.spares.pop_front();
+        let mut old = std::mem::replace(&mut self.buf, next);
+        self.buf.extend_from_slice(&old);
+        old.clear();
+        if self.size <= SPARE_AT_MOST {
+            if self.spares.len() == SPARES {
+                self.spares.pop_front();
+            }
+            self.spares.push_back(old);
         }
-        self.spares.push_back(std::mem::replace(&mut self.buf, next));
-        self.shared = false;
+        self.size = self.buf.capacity();
+        self.shared = shared;
     }
 }
 
@@ -347,5 +360,24 @@ mod tests {
         assert_eq!(reader.spares.len(), 1, "frames were taken out before that fill");
         assert!(reader.fill(would_block).expect("fine"));
         assert!(reader.spares.is_empty());
+    }
+
+    #[test]
+    fn a_large_buffer_is_not_kept_as_a_spare() {
+        let mut reader = FrameReader::new(1 << 20);
+        let feed = |reader: &mut FrameReader, len: usize| {
+            let mut bytes = (len as u32).to_be_bytes().to_vec();
+            bytes.resize(4 + len, 7);
+            for chunk in bytes.chunks(2048) {
+                assert!(reads(reader, chunk).expect("fine"));
+            }
+        };
+        feed(&mut reader, 300_000);
+        let large = reader.next_buffered().expect("fine").expect("whole");
+        assert!(reader.size > SPARE_AT_MOST);
+        feed(&mut reader, 400_000);
+        let _second = reader.next_buffered().expect("fine").expect("whole");
+        assert!(reader.spares.is_empty(), "the 300 KB frame's buffer is left to it");
+        drop(large);
     }
 }
