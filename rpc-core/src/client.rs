@@ -45,9 +45,10 @@ pub struct ClientConfig {
     /// What to do when the connection is lost or the server sends GoAway: reconnect with
     /// backoff, and whether calls wait meanwhile. Default: [`Reconnect::default()`].
     pub reconnect: Reconnect,
-    /// The credit each stream the server sends (a `Streaming` result) gets: items and bytes
-    /// in flight, which bounds the memory it holds to `items` frames and `bytes` plus one
-    /// frame. Default: [`StreamWindow::DEFAULT`] (1,024 items, 1 MiB).
+    /// The most credit each stream the server sends (a `Streaming` result) gets: items and
+    /// bytes in flight, which bounds the memory it holds to `items` frames and `bytes` plus
+    /// one frame. It starts at [`StreamWindow::START`] and grows to this while the consumer
+    /// keeps up. Default: [`StreamWindow::DEFAULT`] (8,192 items, 8 MiB).
     pub stream_window: StreamWindow,
 }
 

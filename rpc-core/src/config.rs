@@ -43,9 +43,10 @@ pub struct ServerConfig {
     /// noticed and its connection freed; `None` turns it off. Default: [`Keepalive::default()`]
     /// (a dead peer is noticed within 90 s).
     pub tcp_keepalive: Option<Keepalive>,
-    /// The credit each stream a client sends (a `Streaming` argument) gets: items and bytes
-    /// in flight, which bounds the memory it holds to `items` frames and `bytes` plus one
-    /// frame. Default: [`StreamWindow::DEFAULT`] (1,024 items, 1 MiB).
+    /// The most credit each stream a client sends (a `Streaming` argument) gets: items and
+    /// bytes in flight, which bounds the memory it holds to `items` frames and `bytes` plus
+    /// one frame. It starts at [`StreamWindow::START`] and grows to this while the consumer
+    /// keeps up. Default: [`StreamWindow::DEFAULT`] (8,192 items, 8 MiB).
     pub stream_window: StreamWindow,
 }
 

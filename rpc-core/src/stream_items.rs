@@ -316,4 +316,40 @@ mod tests {
         assert_eq!(intake.take(), Some(&b"e"[..]));
         assert_eq!(intake.poll_ready(&mut cx()), (None, Poll::Ready(false)), "over once taken");
     }
+
+    #[test]
+    fn a_consumer_that_runs_dry_widens_its_window_and_one_that_lags_does_not() {
+        const HALF: usize = 512 * 1024;
+        let item = vec![7u8; HALF];
+        let grants = |lags: bool| {
+            let most = StreamWindow { items: 1 << 20, bytes: 16 << 20 };
+            let (slot, first) = Slot::new(Some(most), false);
+            assert_eq!(first, Some(Grant { items: 1024, bytes: 1 << 20 }), "the start");
+            let mut intake = Intake::new(slot.clone());
+            let mut grants = Vec::new();
+            slot.on_item(1, &item).expect("within credit");
+            for _ in 0..3 {
+                assert_eq!(intake.poll_ready(&mut cx()).1, Poll::Ready(true));
+                assert_eq!(intake.take().map(<[u8]>::len), Some(HALF));
+                if lags {
+                    // The next item is there before the consumer comes back.
+                    slot.on_item(1, &item).expect("within credit");
+                }
+                let (grant, ready) = intake.poll_ready(&mut cx());
+                grants.extend(grant);
+                if !lags {
+                    assert_eq!(ready, Poll::Pending, "it ran dry");
+                    slot.on_item(1, &item).expect("within credit");
+                }
+            }
+            grants
+        };
+        let taken = Grant { items: 1, bytes: HALF as u64 };
+        assert_eq!(grants(true), [taken; 3], "a lagging consumer keeps the starting window");
+        let kept_up = grants(false);
+        assert_eq!(kept_up[0], taken, "it had not run dry before the first grant");
+        assert_eq!(kept_up[1], Grant { items: 1 + 1024, bytes: (HALF + (1 << 20)) as u64 });
+        // Now 2 MiB: half of it is two items, so the third take grants nothing yet.
+        assert_eq!(kept_up.len(), 2);
+    }
 }
