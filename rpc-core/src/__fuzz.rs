@@ -46,7 +46,7 @@ pub fn decode_hello(payload: &[u8]) -> Result<usize, Error> {
 }
 
 /// Decodes the header at the front of a payload; returns it and where the body starts.
-pub fn decode_header(payload: &[u8]) -> Result<(Header<'static>, usize), Error> {
+pub fn decode_header(payload: &[u8]) -> Result<(Header<'_>, usize), Error> {
     wire::decode_header(payload)
 }
 
@@ -81,8 +81,8 @@ pub fn encode_hello(max_frame: usize) -> Vec<u8> {
 pub enum Event {
     /// The peer's hello, announcing its frame limit.
     Hello(usize),
-    /// A message after the hello, and its body bytes.
-    Message(Header<'static>, Vec<u8>),
+    /// A message after the hello: its payload, header and body (see [`decode_header`]).
+    Message(Vec<u8>),
 }
 
 /// Decodes `bytes` as the server reads a client: the hello, then messages (a request's body
@@ -108,12 +108,11 @@ fn read(bytes: &[u8], max_frame: usize, client: bool) -> (Vec<Event>, Option<Err
             Ok(None) => return (events, None),
             Err(e) => return (events, Some(e)),
         };
-        let event =
-            if events.is_empty() { hello(&payload, client) } else { message(payload, client) };
-        match event {
-            Ok(event) => {
-                let close = matches!(event, Event::Message(Header::Close { .. }, _));
-                events.push(event);
+        let read =
+            if events.is_empty() { hello(&payload, client) } else { message(&payload, client) };
+        match read {
+            Ok((event, close)) => {
+                events.push(event.unwrap_or(Event::Message(payload)));
                 if close {
                     return (events, None);
                 }
@@ -123,36 +122,40 @@ fn read(bytes: &[u8], max_frame: usize, client: bool) -> (Vec<Event>, Option<Err
     }
 }
 
-fn hello(payload: &[u8], client: bool) -> Result<Event, Error> {
+/// What a first frame is: a hello, or (`None`: the frame is a message) the Close a server
+/// sends in its place; and whether the connection closes after it.
+fn hello(payload: &[u8], client: bool) -> Result<(Option<Event>, bool), Error> {
     // A server that refuses a client sends a Close in place of its hello.
-    if let (true, Ok((close @ Header::Close { .. }, _))) = (client, wire::decode_header(payload)) {
-        return Ok(Event::Message(close, Vec::new()));
+    if let (true, Ok((Header::Close { .. }, _))) = (client, wire::decode_header(payload)) {
+        return Ok((None, true));
     }
-    wire::decode_hello(payload).map(Event::Hello)
+    wire::decode_hello(payload).map(|max| (Some(Event::Hello(max)), false))
 }
 
-fn message(mut payload: Vec<u8>, client: bool) -> Result<Event, Error> {
-    let (header, at) = wire::decode_header(&payload)?;
-    let body = payload.split_off(at);
+/// Checks a message after the hello (`None`: it is kept as it is), and whether the
+/// connection closes after it.
+fn message(payload: &[u8], client: bool) -> Result<(Option<Event>, bool), Error> {
+    let (header, at) = wire::decode_header(payload)?;
+    let body = &payload[at..];
     match (&header, client) {
         // Bodies are decoded by generated code with the method's types; these stand for them.
         (Header::Request { .. } | Header::RequestMeta { .. }, false) => {
-            let _ = wire::decode_body::<(i64, i64)>(&body);
-            let _ = wire::decode_body::<(String,)>(&body);
-            let _ = wire::decode_body::<(Vec<u8>, Option<u64>)>(&body);
+            let _ = wire::decode_body::<(i64, i64)>(body);
+            let _ = wire::decode_body::<(String,)>(body);
+            let _ = wire::decode_body::<(Vec<u8>, Option<u64>)>(body);
         }
         (Header::Response { .. }, true) => {
-            let _ = wire::decode_body::<i64>(&body);
-            let _ = wire::decode_body::<Result<String, (u8, bool)>>(&body);
+            let _ = wire::decode_body::<i64>(body);
+            let _ = wire::decode_body::<Result<String, (u8, bool)>>(body);
         }
         (Header::Item { .. }, _) => {
-            let _ = wire::decode_body::<u64>(&body);
-            let _ = wire::decode_body::<Result<String, (u8, bool)>>(&body);
+            let _ = wire::decode_body::<u64>(body);
+            let _ = wire::decode_body::<Result<String, (u8, bool)>>(body);
         }
         (Header::Cancel { .. } | Header::End { .. }, false) => {}
         (Header::Close { .. } | Header::Credit { .. }, _) => {}
         (Header::Failure { .. } | Header::GoAway { .. }, true) => {}
         _ => return Err(Error::Protocol("a message only the other side sends".to_owned())),
     }
-    Ok(Event::Message(header, body))
+    Ok((None, matches!(header, Header::Close { .. })))
 }

@@ -22,9 +22,6 @@ use crate::{Code, Error};
 /// Number of shards: enough that the reader and a few callers rarely meet on one.
 const SHARDS: usize = 8;
 
-/// [`Calls::alarm`] when no call waits.
-const NO_ALARM: u64 = u64::MAX;
-
 /// The calls in flight on one connection.
 #[derive(Debug)]
 pub(crate) struct Calls {
@@ -39,11 +36,7 @@ pub(crate) struct Calls {
     queued: AtomicUsize,
     /// Wakes a queued caller: a call ended, or the connection closed.
     slot_freed: Notify,
-    /// When the watchdog must look next, in nanoseconds after `epoch`: no later than the
-    /// earliest deadline of a waiting call (it may be earlier, for a call since finished).
-    alarm: AtomicU64,
-    epoch: Instant,
-    /// Wakes the watchdog: its alarm moved earlier, or the connection closed.
+    /// Wakes the watchdog: a shard's alarm moved earlier, or the connection closed.
     alarm_moved: Notify,
     /// Set once the connection is gone; the watchdog stops.
     closed: AtomicBool,
@@ -73,6 +66,11 @@ struct ShardState {
     /// the shard's lock, so a call registered while the connection closes is either refused
     /// or ended by [`Calls::close`], never stranded.
     refused: Option<Refusal>,
+    /// When the watchdog must look at this shard next: no later than the earliest deadline
+    /// of its waiting calls (it may be earlier, for a call since finished); `None` when none
+    /// of them has a deadline. Kept per shard, under the lock a call registers with anyway,
+    /// so registering compares two instants instead of converting one to a shared integer.
+    alarm: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,8 +106,6 @@ impl Calls {
             max_in_flight: max_in_flight.max(1),
             queued: AtomicUsize::new(0),
             slot_freed: Notify::new(),
-            alarm: AtomicU64::new(NO_ALARM),
-            epoch: Instant::now(),
             alarm_moved: Notify::new(),
             closed: AtomicBool::new(false),
             last_started: AtomicU64::new(NO_GOAWAY),
@@ -179,12 +175,13 @@ impl Calls {
             });
         }
         shard.pending.insert(id, Slot::Waiting { waker: Some(waker.clone()), deadline });
+        // Deadlines mostly grow with each call, so the alarm rarely moves.
+        let earlier = deadline.filter(|&at| shard.alarm.is_none_or(|alarm| at < alarm));
+        if earlier.is_some() {
+            shard.alarm = earlier;
+        }
         drop(shard);
-        // Deadlines mostly grow with each call, so this is usually one read.
-        let at = deadline.map_or(NO_ALARM, |deadline| self.nanos(deadline));
-        if at < self.alarm.load(Ordering::Acquire)
-            && at < self.alarm.fetch_min(at, Ordering::AcqRel)
-        {
+        if earlier.is_some() {
             self.alarm_moved.notify_one();
         }
         Ok(Some(Registered { id, concurrent: before > 0 }))
@@ -333,18 +330,17 @@ impl Calls {
     }
 
     /// Ends the waiting calls whose deadline is not after `now` with `DeadlineExceeded`,
-    /// and sets the next alarm; returns the ids of the calls ended, for Cancel frames.
+    /// and sets each shard's alarm to its earliest deadline left; returns the ids of the
+    /// calls ended, for Cancel frames.
     fn expire(&self, now: Instant) -> Vec<u64> {
-        // Cleared first: a call registered during the scan lowers it again, so whatever the
-        // scan misses still sets the alarm.
-        self.alarm.store(NO_ALARM, Ordering::SeqCst);
-        let (mut expired, mut wakers, mut next) = (Vec::new(), Vec::new(), NO_ALARM);
+        let (mut expired, mut wakers) = (Vec::new(), Vec::new());
         for k in 0..SHARDS {
             let mut shard = self.lock_shard(k);
+            let mut next: Option<Instant> = None;
             for (&id, slot) in shard.pending.iter_mut() {
                 let Slot::Waiting { waker, deadline: Some(deadline) } = slot else { continue };
                 if *deadline > now {
-                    next = next.min(self.nanos(*deadline));
+                    next = Some(next.map_or(*deadline, |next| next.min(*deadline)));
                     continue;
                 }
                 expired.push(id);
@@ -352,10 +348,15 @@ impl Calls {
                 // The caller replaces the zero with its own timeout.
                 *slot = Slot::Done(Err(Error::DeadlineExceeded(Duration::ZERO)));
             }
+            shard.alarm = next;
         }
-        self.alarm.fetch_min(next, Ordering::SeqCst);
         wakers.into_iter().for_each(Waker::wake);
         expired
+    }
+
+    /// The earliest alarm of any shard: when the watchdog must look next.
+    fn alarm(&self) -> Option<Instant> {
+        (0..SHARDS).filter_map(|k| self.lock_shard(k).alarm).min()
     }
 
     /// The connection's deadline watchdog: one timer for all its calls, instead of one per
@@ -363,15 +364,14 @@ impl Calls {
     /// ends. Returns when the connection closes.
     pub(crate) async fn watchdog(&self, cancel: impl Fn(u64)) {
         loop {
-            // A move of the alarm after this look is kept as a permit, so none is missed.
+            // A move of an alarm after this look is kept as a permit, so none is missed.
             let moved = self.alarm_moved.notified();
             if self.closed.load(Ordering::SeqCst) {
                 return;
             }
-            match self.alarm.load(Ordering::SeqCst) {
-                NO_ALARM => moved.await,
-                at => {
-                    let at = self.epoch + Duration::from_nanos(at);
+            match self.alarm() {
+                None => moved.await,
+                Some(at) => {
                     tokio::select! {
                         () = tokio::time::sleep_until(at) => {
                             self.expire(Instant::now()).into_iter().for_each(&cancel);
@@ -381,12 +381,6 @@ impl Calls {
                 }
             }
         }
-    }
-
-    /// `at` as nanoseconds after the table was made.
-    fn nanos(&self, at: Instant) -> u64 {
-        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos).unwrap_or(NO_ALARM - 1)
     }
 }
 
@@ -430,3 +424,6 @@ impl Hasher for IdHash {
         self.0
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -263,12 +263,9 @@ fn request_header<'a>(
 ) -> Header<'a> {
     match metadata {
         None => Header::Request { id, method, budget_us },
-        Some(metadata) => Header::RequestMeta {
-            id,
-            method,
-            budget_us,
-            metadata: std::borrow::Cow::Borrowed(metadata),
-        },
+        Some(metadata) => {
+            Header::RequestMeta { id, method, budget_us, metadata: wire::MetadataRef::Of(metadata) }
+        }
     }
 }
 

@@ -22,8 +22,6 @@
 // Public only with the `internals` feature (for the tests and fuzz targets).
 #![cfg_attr(not(feature = "internals"), allow(unreachable_pub))]
 
-use std::borrow::Cow;
-
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +49,11 @@ pub struct Hello {
 }
 
 /// The header of every frame after the hello. Variant order is the wire tag: never reorder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// A header owns nothing: its text and metadata are borrowed, from the sender's values or
+/// from the frame it was decoded from. So it is `Copy` and needs no drop, which every frame
+/// sent and received would otherwise pay for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Header<'a> {
     /// Client → server: call `method`; the body is the argument tuple.
     Request {
@@ -74,7 +76,7 @@ pub enum Header<'a> {
         /// A [`Code`] number.
         code: u32,
         /// A human-readable explanation.
-        message: Cow<'a, str>,
+        message: &'a str,
     },
     /// Client → server: the caller of `id` went away; stop working on it.
     Cancel {
@@ -92,7 +94,7 @@ pub enum Header<'a> {
         /// A [`Code`] number.
         code: u32,
         /// A human-readable explanation.
-        message: Cow<'a, str>,
+        message: &'a str,
     },
     /// Client → server: a [`Header::Request`] that carries metadata (tag 6). A request
     /// without metadata is sent as a plain `Request`, so it pays nothing for this.
@@ -104,7 +106,7 @@ pub enum Header<'a> {
         /// As in `Request`.
         budget_us: u64,
         /// The entries: bincode's `Vec<(String, Vec<u8>)>`.
-        metadata: Cow<'a, Metadata>,
+        metadata: MetadataRef<'a>,
     },
     /// Either way: one item of call `id`'s stream; the body is the item. Sent only within the
     /// credit the receiver granted (see `proto::stream`).
@@ -142,12 +144,64 @@ pub const MAX_HELLO: usize = MIN_MAX_FRAME;
 impl Header<'_> {
     /// A `Failure` header for request `id`.
     pub(crate) fn failure(id: u64, code: Code, message: &str) -> Header<'_> {
-        Header::Failure { id, code: code.to_u32(), message: Cow::Borrowed(cut(message)) }
+        Header::Failure { id, code: code.to_u32(), message: cut(message) }
     }
 
     /// A `Close` header.
     pub(crate) fn close(code: Code, message: &str) -> Header<'_> {
-        Header::Close { code: code.to_u32(), message: Cow::Borrowed(cut(message)) }
+        Header::Close { code: code.to_u32(), message: cut(message) }
+    }
+}
+
+/// A request's metadata as a [`Header::RequestMeta`] holds it: borrowed either way.
+#[derive(Clone, Copy)]
+pub enum MetadataRef<'a> {
+    /// Metadata to send.
+    Of(&'a Metadata),
+    /// Metadata as received: `count` entries in their wire form, checked when the header was
+    /// decoded.
+    Received {
+        /// How many entries `bytes` holds.
+        count: usize,
+        /// The entries after their count, as bincode writes them.
+        bytes: &'a [u8],
+    },
+}
+
+impl MetadataRef<'_> {
+    /// The entries, as a [`Metadata`] of their own.
+    pub fn to_metadata(&self) -> Metadata {
+        match *self {
+            MetadataRef::Of(metadata) => metadata.clone(),
+            MetadataRef::Received { count, bytes } => {
+                let mut at = Cursor { bytes, at: 0 };
+                // Checked when decoded, so every entry reads; should one not, it ends the list.
+                let entries = (0..count).map_while(|_| at.entry().ok());
+                let entries = entries.map(|(key, value)| (key.to_owned(), value.to_vec()));
+                Metadata::from_wire(entries.collect())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MetadataRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_metadata().fmt(f)
+    }
+}
+
+/// Equal when the entries are: metadata received equals the metadata that was sent.
+impl PartialEq for MetadataRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_metadata() == other.to_metadata()
+    }
+}
+
+impl Eq for MetadataRef<'_> {}
+
+impl Serialize for MetadataRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_metadata().serialize(serializer)
     }
 }
 
@@ -245,7 +299,7 @@ fn hex(bytes: &[u8]) -> String {
 ///
 /// Only `Request`, `Response` and `Item` carry a body. Bytes after any other message mean the peer's
 /// idea of that message differs from ours, so they are a protocol violation, not ignored.
-pub(crate) fn decode_header(payload: &[u8]) -> Result<(Header<'static>, usize), Error> {
+pub(crate) fn decode_header(payload: &[u8]) -> Result<(Header<'_>, usize), Error> {
     let mut at = Cursor { bytes: payload, at: 0 };
     let header =
         Header::decode(&mut at).map_err(|e| Error::Protocol(format!("bad message header: {e}")))?;
@@ -320,11 +374,19 @@ impl Header<'_> {
                 put_varint(buf, *id);
                 put_varint(buf, u64::from(*method));
                 put_varint(buf, *budget_us);
-                put_varint(buf, metadata.len() as u64);
-                for (key, value) in metadata.iter() {
-                    put_str(buf, key);
-                    put_varint(buf, value.len() as u64);
-                    buf.put_slice(value);
+                match metadata {
+                    MetadataRef::Of(metadata) => {
+                        put_varint(buf, metadata.len() as u64);
+                        for (key, value) in metadata.iter() {
+                            put_str(buf, key);
+                            put_varint(buf, value.len() as u64);
+                            buf.put_slice(value);
+                        }
+                    }
+                    MetadataRef::Received { count, bytes } => {
+                        put_varint(buf, *count as u64);
+                        buf.put_slice(bytes);
+                    }
                 }
             }
             Header::Item { id } => Fixed::new(7).varint(*id).put(buf),
@@ -335,7 +397,7 @@ impl Header<'_> {
         }
     }
 
-    fn decode(at: &mut Cursor<'_>) -> Result<Header<'static>, Bad> {
+    fn decode<'a>(at: &mut Cursor<'a>) -> Result<Header<'a>, Bad> {
         Ok(match at.u32()? {
             0 => Header::Request { id: at.u64()?, method: at.u32()?, budget_us: at.u64()? },
             1 => Header::Response { id: at.u64()? },
@@ -347,7 +409,7 @@ impl Header<'_> {
                 id: at.u64()?,
                 method: at.u32()?,
                 budget_us: at.u64()?,
-                metadata: Cow::Owned(at.metadata()?),
+                metadata: at.metadata()?,
             },
             7 => Header::Item { id: at.u64()? },
             8 => Header::End { id: at.u64()? },
@@ -477,7 +539,7 @@ impl std::fmt::Display for Bad {
     }
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     #[inline(always)]
     fn take<const N: usize>(&mut self) -> Result<[u8; N], Bad> {
         let rest = &self.bytes[self.at..];
@@ -522,20 +584,18 @@ impl Cursor<'_> {
 
     /// A Failure's or Close's message, cut to [`MAX_MESSAGE`] bytes like one we send: a peer
     /// that sends a longer one still gets it shown, but no longer than ours.
-    fn message(&mut self) -> Result<Cow<'static, str>, Bad> {
-        let mut text = self.string()?.into_owned();
-        text.truncate(cut(&text).len());
-        Ok(Cow::Owned(text))
+    fn message(&mut self) -> Result<&'a str, Bad> {
+        self.string().map(cut)
     }
 
-    fn string(&mut self) -> Result<Cow<'static, str>, Bad> {
+    /// A length-prefixed UTF-8 text, borrowed from the payload.
+    fn string(&mut self) -> Result<&'a str, Bad> {
         let bytes = self.byte_slice("a text")?;
-        let text = std::str::from_utf8(bytes).map_err(|e| Bad::NotUtf8(e.valid_up_to()))?;
-        Ok(Cow::Owned(text.to_owned()))
+        std::str::from_utf8(bytes).map_err(|e| Bad::NotUtf8(e.valid_up_to()))
     }
 
     /// A length-prefixed run of bytes, borrowed from the payload.
-    fn byte_slice(&mut self, what: &'static str) -> Result<&[u8], Bad> {
+    fn byte_slice(&mut self, what: &'static str) -> Result<&'a [u8], Bad> {
         let len = self.u64()?;
         let rest = &self.bytes[self.at..];
         let bytes = usize::try_from(len)
@@ -546,21 +606,25 @@ impl Cursor<'_> {
         Ok(bytes)
     }
 
-    /// A request's metadata. More than [`MAX_ENTRIES`] entries are refused here, before any
-    /// is kept: the only limit that breaks the protocol (the others fail the one call), so
-    /// that a frame of many empty entries cannot make us hold many.
-    fn metadata(&mut self) -> Result<Metadata, Bad> {
+    /// A request's metadata, checked and left where it lies. More than [`MAX_ENTRIES`]
+    /// entries are refused here: the only limit that breaks the protocol (the others fail the
+    /// one call), so that a frame of many empty entries cannot make us hold many.
+    fn metadata(&mut self) -> Result<MetadataRef<'a>, Bad> {
         let count = self.u64()?;
         if count > MAX_ENTRIES as u64 {
             return Err(Bad::Entries(count));
         }
-        let mut entries = Vec::with_capacity(count as usize);
+        let start = self.at;
         for _ in 0..count {
-            let key = self.string()?.into_owned();
-            let value = self.byte_slice("a metadata value")?.to_vec();
-            entries.push((key, value));
+            self.entry()?;
         }
-        Ok(Metadata::from_wire(entries))
+        let bytes = &self.bytes[start..self.at];
+        Ok(MetadataRef::Received { count: count as usize, bytes })
+    }
+
+    /// One metadata entry: its key and its value.
+    fn entry(&mut self) -> Result<(&'a str, &'a [u8]), Bad> {
+        Ok((self.string()?, self.byte_slice("a metadata value")?))
     }
 }
 
@@ -578,7 +642,7 @@ mod tests {
         // 'é' is two bytes: 300 of them cross the limit in the middle of one.
         let long = "é".repeat(300);
         let mut buf = BytesMut::new();
-        let close = Header::Close { code: 5, message: Cow::Borrowed(&long) };
+        let close = Header::Close { code: 5, message: &long };
         encode(&mut buf, &close, no_body, usize::MAX).expect("encodes");
         let (header, used) = decode_header(&buf[4..]).expect("decodes");
         assert_eq!(used, buf.len() - 4, "the whole message is consumed");
@@ -586,5 +650,34 @@ mod tests {
             Header::Close { message, .. } => assert_eq!(message, "é".repeat(256)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn received_metadata_is_borrowed_from_its_frame_and_reencodes_to_the_same_bytes() {
+        let mut metadata = Metadata::new();
+        metadata.insert("token", "abc").expect("fits");
+        metadata.insert("tenant", [0xff, 0]).expect("fits");
+        let sent = Header::RequestMeta {
+            id: 3,
+            method: 9,
+            budget_us: 1_000,
+            metadata: MetadataRef::Of(&metadata),
+        };
+        let mut buf = BytesMut::new();
+        encode(&mut buf, &sent, |b| codec::encode_into(&(1u8,), b), usize::MAX).expect("encodes");
+        let (received, body_at) = decode_header(&buf[4..]).expect("decodes");
+        let Header::RequestMeta { metadata: received_metadata, .. } = received else {
+            panic!("{received:?}")
+        };
+        assert!(matches!(received_metadata, MetadataRef::Received { count: 2, .. }));
+        assert_eq!(received_metadata.to_metadata(), metadata);
+        assert_eq!(received, sent, "equal by their entries");
+        let body = |b: &mut BytesMut| {
+            b.extend_from_slice(&buf[4 + body_at..]);
+            Ok(())
+        };
+        let mut again = BytesMut::new();
+        encode(&mut again, &received, body, usize::MAX).expect("encodes");
+        assert_eq!(again, buf);
     }
 }

@@ -359,7 +359,7 @@ async fn the_client_sends_close_9_before_closing_on_an_oversized_frame() {
 #[tokio::test]
 async fn a_servers_long_message_with_control_characters_is_cut_and_escaped() {
     let text = format!("\u{1b}[2J\u{1b}]0;owned\u{7}{}", "x\r\n".repeat(300_000));
-    let failure = message(&Header::Failure { id: 1, code: 5, message: text.into() }, &[]);
+    let failure = message(&Header::Failure { id: 1, code: 5, message: &text }, &[]);
     let (endpoint, _server) = fake_server(failure).await;
     let client = Client::connect(&endpoint).await.unwrap();
     let err = within(client.call::<_, i64>(ADD, &(1_i64, 2_i64))).await.unwrap_err();

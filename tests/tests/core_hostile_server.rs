@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use common::*;
@@ -119,7 +118,7 @@ async fn a_server_that_closes_before_its_hello_fails_connect() {
 #[tokio::test]
 async fn a_close_in_place_of_the_hello_fails_connect_with_its_code_and_message() {
     let (listener, endpoint) = listen().await;
-    let close = message(&Header::Close { code: 5, message: Cow::Borrowed("full") }, &[]);
+    let close = message(&Header::Close { code: 5, message: "full" }, &[]);
     let (client, _socket) = within(async {
         tokio::join!(Client::connect(endpoint.as_str()), accept_with(&listener, &close))
     })
@@ -153,7 +152,7 @@ async fn a_failure_for_an_id_never_sent_ends_pending_calls_with_a_protocol_error
     let (client, mut socket) = connected().await;
     let pending = spawn_call(&client, 1);
     expect_frame(&mut socket).await;
-    let failure = Header::Failure { id: 50, code: 1, message: Cow::Borrowed("?") };
+    let failure = Header::Failure { id: 50, code: 1, message: "?" };
     socket.write_all(&message(&failure, &[])).await.unwrap();
     let err = call_error(pending).await;
     assert!(matches!(err, Error::Protocol(_)), "{err:?}");
@@ -214,7 +213,7 @@ async fn a_close_frame_ends_pending_calls_with_its_code_and_message() {
     let pending = [spawn_call(&client, 1), spawn_call(&client, 2)];
     expect_frame(&mut socket).await;
     expect_frame(&mut socket).await;
-    let close = Header::Close { code: 11, message: Cow::Borrowed("you broke it") };
+    let close = Header::Close { code: 11, message: "you broke it" };
     socket.write_all(&message(&close, &[])).await.unwrap();
     for call in pending {
         match call_error(call).await {
@@ -232,7 +231,7 @@ async fn an_unknown_failure_code_arrives_as_code_other() {
     let (client, mut socket) = connected().await;
     let pending = spawn_call(&client, 1);
     expect_frame(&mut socket).await;
-    let failure = Header::Failure { id: 1, code: 4000, message: Cow::Borrowed("new") };
+    let failure = Header::Failure { id: 1, code: 4000, message: "new" };
     socket.write_all(&message(&failure, &[])).await.unwrap();
     let err = call_error(pending).await;
     assert_eq!(err.code(), Some(Code::Other(4000)), "{err:?}");

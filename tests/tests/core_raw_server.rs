@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::borrow::Cow;
-
 use common::*;
 use rpc_core::wire::Header;
 use rpc_core::{Client, Code, ServerConfig};
@@ -200,7 +198,7 @@ async fn a_server_only_message_from_a_client_is_answered_with_close_11() {
     let server_only = [
         message(&Header::GoAway { last_id: 0 }, &[]),
         message(&Header::Response { id: 1 }, &bincode(&5_i64)),
-        message(&Header::Failure { id: 1, code: 1, message: Cow::Borrowed("no") }, &[]),
+        message(&Header::Failure { id: 1, code: 1, message: "no" }, &[]),
     ];
     for bytes in server_only {
         let mut socket = handshaken(&server).await;
@@ -336,7 +334,7 @@ async fn a_cancel_stops_the_handler_and_nothing_is_sent_for_it() {
 async fn a_close_from_the_client_ends_the_connection_quietly() {
     let server = start("tcp://127.0.0.1:0").await;
     let mut socket = handshaken(&server).await;
-    let close = Header::Close { code: 11, message: Cow::Borrowed("bye") };
+    let close = Header::Close { code: 11, message: "bye" };
     socket.write_all(&message(&close, &[])).await.unwrap();
     expect_closed(&mut socket).await;
     server.stop().await.unwrap();

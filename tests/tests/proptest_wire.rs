@@ -4,28 +4,30 @@
 //! `fuzz/corpus/` equal to what the encoder makes.
 #![allow(clippy::unwrap_used)]
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
 use rpc_core::__fuzz::{self as fuzz, Event, Frames};
 use rpc_core::DEFAULT_MAX_FRAME;
-use rpc_core::wire::Header;
+use rpc_core::wire::{Header, MetadataRef};
 
 /// Any header, with integers often at the edges of their varint forms, and messages of any
 /// text up to the 512 bytes a sender may send (not only what `Header::failure` would send).
+///
+/// A header borrows its text and metadata; these are leaked, so that a case's header may be
+/// `'static` like the rest of it (a few hundred small cases per test).
 fn header() -> impl Strategy<Value = Header<'static>> {
     prop_oneof![
         2 => header_with_body(),
         1 => (int(), int(), ".{0,40}").prop_map(|(id, code, message)| {
-            Header::Failure { id, code: code as u32, message: Cow::Owned(message) }
+            Header::Failure { id, code: code as u32, message: message.leak() }
         }),
         1 => (int(), int(), int(), metadata()).prop_map(|(id, method, budget_us, metadata)| {
             Header::RequestMeta {
                 id,
                 method: method as u32,
                 budget_us,
-                metadata: Cow::Owned(metadata),
+                metadata: MetadataRef::Of(Box::leak(Box::new(metadata))),
             }
         }),
         1 => int().prop_map(|id| Header::Cancel { id }),
@@ -39,7 +41,7 @@ fn header() -> impl Strategy<Value = Header<'static>> {
         // At most 4 bytes a character: within the limit; longer ones are cut when decoded.
         1 => (int(), ".{0,128}").prop_map(|(code, message)| Header::Close {
             code: code as u32,
-            message: Cow::Owned(message)
+            message: message.leak()
         }),
     ]
 }
@@ -112,20 +114,59 @@ fn bincode_of(header: &Header<'_>) -> Vec<u8> {
 
 /// `header` as a receiver reads it: a message over 512 bytes is cut at a character boundary
 /// (WIRE.md, "Error messages").
-fn as_received(header: &Header<'static>) -> Header<'static> {
-    let cut = |message: &Cow<'static, str>| {
+fn as_received<'a>(header: &Header<'a>) -> Header<'a> {
+    let cut = |message: &'a str| {
         let mut end = message.len().min(rpc_core::wire::MAX_MESSAGE);
         while !message.is_char_boundary(end) {
             end -= 1;
         }
-        Cow::Owned(message[..end].to_owned())
+        &message[..end]
     };
-    match header {
+    match *header {
         Header::Failure { id, code, message } => {
-            Header::Failure { id: *id, code: *code, message: cut(message) }
+            Header::Failure { id, code, message: cut(message) }
         }
-        Header::Close { code, message } => Header::Close { code: *code, message: cut(message) },
-        other => other.clone(),
+        Header::Close { code, message } => Header::Close { code, message: cut(message) },
+        other => other,
+    }
+}
+
+/// `Header` as bincode itself reads it: the same variants in the same order, so the same
+/// bytes, decoded without our decoder.
+#[derive(serde::Deserialize)]
+enum AsBincode<'a> {
+    Request { id: u64, method: u32, budget_us: u64 },
+    Response { id: u64 },
+    Failure { id: u64, code: u32, message: &'a str },
+    Cancel { id: u64 },
+    GoAway { last_id: u64 },
+    Close { code: u32, message: &'a str },
+    RequestMeta { id: u64, method: u32, budget_us: u64, metadata: rpc_core::Metadata },
+    Item { id: u64 },
+    End { id: u64 },
+    Credit { id: u64, items: u32, bytes: u64 },
+}
+
+impl<'a> AsBincode<'a> {
+    /// The same header; its metadata, if any, is leaked (a few hundred small cases).
+    fn into_header(self) -> Header<'a> {
+        match self {
+            AsBincode::Request { id, method, budget_us } => {
+                Header::Request { id, method, budget_us }
+            }
+            AsBincode::Response { id } => Header::Response { id },
+            AsBincode::Failure { id, code, message } => Header::Failure { id, code, message },
+            AsBincode::Cancel { id } => Header::Cancel { id },
+            AsBincode::GoAway { last_id } => Header::GoAway { last_id },
+            AsBincode::Close { code, message } => Header::Close { code, message },
+            AsBincode::RequestMeta { id, method, budget_us, metadata } => {
+                let metadata = MetadataRef::Of(Box::leak(Box::new(metadata)));
+                Header::RequestMeta { id, method, budget_us, metadata }
+            }
+            AsBincode::Item { id } => Header::Item { id },
+            AsBincode::End { id } => Header::End { id },
+            AsBincode::Credit { id, items, bytes } => Header::Credit { id, items, bytes },
+        }
     }
 }
 
@@ -169,6 +210,7 @@ fn fields_of(header: &Header<'_>) -> Vec<Field> {
         Header::RequestMeta { id, method, budget_us, metadata } => {
             let mut fields =
                 vec![Int(6, 4), Int(*id, 8), Int(u64::from(*method), 4), Int(*budget_us, 8)];
+            let metadata = metadata.to_metadata();
             fields.push(Int(metadata.len() as u64, 8));
             for (key, value) in metadata.iter() {
                 fields.extend(text(key));
@@ -262,9 +304,10 @@ proptest! {
     ) {
         let ours = fuzz::decode_header(&bytes).ok();
         let config = bincode::config::standard().with_limit::<1024>();
-        let theirs: Option<(Header<'static>, usize)> =
-            bincode::serde::decode_from_slice(&bytes, config).ok();
+        let theirs: Option<(AsBincode<'_>, usize)> =
+            bincode::serde::borrow_decode_from_slice(&bytes, config).ok();
         let allowed = theirs
+            .map(|(header, used)| (header.into_header(), used))
             .filter(|(header, used)| {
                 let shortest = bincode_of(header) == bytes[..*used];
                 shortest && (has_body(header) || *used == bytes.len())
@@ -449,11 +492,11 @@ fn seed_metadata() -> rpc_core::Metadata {
 /// The seed inputs of each fuzz target: valid streams of what its side reads.
 fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let hello = fuzz::encode_hello(DEFAULT_MAX_FRAME);
-    let msg = |header: Header<'static>, body: &[u8]| frame_of(&header, body);
+    let msg = |header: Header<'_>, body: &[u8]| frame_of(&header, body);
     let cat = |parts: &[Vec<u8>]| parts.concat();
     let add = msg(Header::Request { id: 1, method: 0xDEAD_BEEF, budget_us: 30_000_000 }, &[4, 6]);
     let echo = msg(Header::Request { id: 2, method: 1, budget_us: 1_000 }, &[2, b'h', b'i']);
-    let close = msg(Header::Close { code: 11, message: Cow::Borrowed("bye") }, &[]);
+    let close = msg(Header::Close { code: 11, message: "bye" }, &[]);
     vec![
         ("server_reads", "seed-hello", hello.clone()),
         ("server_reads", "seed-request", cat(&[hello.clone(), add.clone()])),
@@ -473,7 +516,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                         id: 3,
                         method: 0xDEAD_BEEF,
                         budget_us: 30_000_000,
-                        metadata: Cow::Owned(seed_metadata()),
+                        metadata: MetadataRef::Of(&seed_metadata()),
                     },
                     &[4, 6],
                 ),
@@ -488,7 +531,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 hello.clone(),
                 msg(Header::Response { id: 1 }, &[10]),
                 msg(Header::Response { id: 2 }, &[0, 2, b'h', b'i']),
-                msg(Header::Failure { id: 3, code: 1, message: Cow::Borrowed("no") }, &[]),
+                msg(Header::Failure { id: 3, code: 1, message: "no" }, &[]),
             ]),
         ),
         (
@@ -504,7 +547,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         (
             "client_reads",
             "seed-close-instead-of-hello",
-            msg(Header::Close { code: 5, message: Cow::Borrowed("full") }, &[]),
+            msg(Header::Close { code: 5, message: "full" }, &[]),
         ),
         (
             "server_reads",
@@ -536,7 +579,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 fuzz::encode_hello(DEFAULT_MAX_FRAME),
                 msg(Header::Response { id: 300 }, &[10]),
                 msg(Header::GoAway { last_id: 300 }, &[]),
-                msg(Header::Close { code: 16, message: Cow::Borrowed("idle for 60s") }, &[]),
+                msg(Header::Close { code: 16, message: "idle for 60s" }, &[]),
             ]),
         ),
     ]

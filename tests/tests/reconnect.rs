@@ -86,7 +86,7 @@ async fn on_goaway_new_calls_use_a_new_connection_while_accepted_ones_finish_on_
     let (refused_id, _) = read_request(&mut old).await;
     // The server takes the first call only, and refuses the second as rpc-core's server does.
     old.write_all(&message(&Header::GoAway { last_id: accepted_id }, &[])).await.unwrap();
-    let failure = Header::Failure { id: refused_id, code: 8, message: "shutting down".into() };
+    let failure = Header::Failure { id: refused_id, code: 8, message: "shutting down" };
     old.write_all(&message(&failure, &[])).await.unwrap();
     let mut new = accept_hello(&listener).await;
     // The call that never started is sent again on the new connection.

@@ -72,7 +72,7 @@ async fn expect_violation(raw: &mut TcpStream) -> String {
         let payload = expect_frame(raw).await;
         if let (Header::Close { code, message }, _) = decode(&payload) {
             assert_eq!(code, Code::ProtocolViolation.to_u32(), "{message}");
-            return message.into_owned();
+            return message.to_owned();
         }
     }
 }

@@ -28,12 +28,12 @@ pub(crate) fn on_frame(payload: &[u8]) -> Result<Event, Error> {
     match header {
         Header::Response { id } => Ok(Event::Response { id, body_at }),
         Header::Failure { id, code, message } => {
-            let error = Error::Remote { code: Code::from_u32(code), message: message.into_owned() };
+            let error = Error::Remote { code: Code::from_u32(code), message: message.to_owned() };
             Ok(Event::Failure { id, error })
         }
         Header::GoAway { last_id } => Ok(Event::GoAway { last_id }),
         Header::Close { code, message } => {
-            Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() })
+            Err(Error::Remote { code: Code::from_u32(code), message: message.to_owned() })
         }
         Header::Item { id } => Ok(Event::Item { id, body_at }),
         Header::Credit { id, items, bytes } => {
@@ -73,7 +73,7 @@ pub(crate) fn on_server_hello(payload: &[u8]) -> Result<usize, Error> {
     // A Close decodes as a header; a hello never does, as its first byte, the magic's 'R', is
     // no message tag.
     if let Ok((Header::Close { code, message }, _)) = wire::decode_header(payload) {
-        return Err(Error::Remote { code: Code::from_u32(code), message: message.into_owned() });
+        return Err(Error::Remote { code: Code::from_u32(code), message: message.to_owned() });
     }
     wire::decode_hello(payload)
 }

@@ -119,7 +119,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
                 self.taken(id, self.request(id, method, budget_us, &payload[body_at..], None))
             }
             Header::RequestMeta { id, method, budget_us, metadata } => {
-                let metadata = metadata.into_owned();
+                let metadata = metadata.to_metadata();
                 let step = match metadata.check() {
                     Err(why) => Step::Refuse { id, code: Code::BadMetadata, message: why },
                     Ok(()) => {
@@ -131,7 +131,7 @@ impl<T: Copy + Eq + Hash> ServerConn<T> {
             Header::Cancel { id } => self.by_id.remove(&id).map_or(Step::Nothing, Step::Abort),
             Header::Close { code, message } => {
                 self.phase = Phase::Closed;
-                Step::PeerClosed { code: Code::from_u32(code), message: message.into_owned() }
+                Step::PeerClosed { code: Code::from_u32(code), message: message.to_owned() }
             }
             Header::Item { id } => {
                 Step::Stream { id, frame: StreamFrame::Item(&payload[body_at..]) }
@@ -433,7 +433,7 @@ mod tests {
             id,
             method: 9,
             budget_us: NO_DEADLINE,
-            metadata: std::borrow::Cow::Owned(metadata),
+            metadata: wire::MetadataRef::Of(&metadata),
         };
         frame(&header, b"args")
     }
