@@ -401,6 +401,10 @@ async fn read_loop(shared: Arc<Shared>, stream: Arc<Stream>, mut reader: FrameRe
         if let Err(e) = handled.and(delivered) {
             break Err(e);
         }
+        // Room kept to read large frames into has no use while nothing is in flight.
+        if reader.keeps_room() && shared.calls.in_flight() == 0 && shared.slots.is_empty() {
+            reader.release();
+        }
         tokio::select! {
             ready = std::future::poll_fn(|cx| stream.poll_readable(cx)) => match ready.map_err(Error::Io).and_then(|()| reader.fill(|buf| stream.try_read_buf(buf))) {
                 Ok(true) => {}

@@ -40,6 +40,11 @@ impl Slots {
         slot.close();
     }
 
+    /// Whether no call has a stream open.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// Closes every stream: the connection is gone.
     pub(crate) fn close_all(&self) {
         let slots: Vec<_> = self.lock().drain().map(|(_, slot)| slot).collect();

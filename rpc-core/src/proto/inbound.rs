@@ -49,8 +49,7 @@ pub(crate) struct FrameReader {
     buf: BytesMut,
     /// Earlier buffers, oldest first, each empty and shared with frames taken out of it.
     spares: VecDeque<BytesMut>,
-    /// A frame was taken out since the last fill; one taken out of `buf` may still hold it.
-    taken_out: bool,
+    /// A frame taken out of `buf` may still hold it.
     shared: bool,
     /// About the size of the allocation `buf` reads into.
     size: usize,
@@ -63,7 +62,6 @@ impl FrameReader {
         FrameReader {
             buf: BytesMut::new(),
             spares: VecDeque::new(),
-            taken_out: false,
             shared: false,
             size: 0,
             max_frame,
@@ -102,7 +100,7 @@ impl FrameReader {
     pub(crate) fn next_buffered(&mut self) -> Result<Option<Bytes>, Error> {
         let Some(size) = frame::complete(&self.buf, self.max_frame)? else { return Ok(None) };
         self.buf.advance(frame::HEAD_LEN);
-        (self.taken_out, self.shared) = (true, true);
+        self.shared = true;
         Ok(Some(self.buf.split_to(size).freeze()))
     }
 
@@ -124,7 +122,7 @@ impl FrameReader {
                 Next::Handled(handled)
             }
             None => {
-                (self.taken_out, self.shared) = (true, true);
+                self.shared = true;
                 Next::Frame(self.buf.split_to(size).freeze())
             }
         }))
@@ -149,16 +147,10 @@ impl FrameReader {
         &mut self,
         read: impl FnOnce(&mut BytesMut) -> io::Result<usize>,
     ) -> Result<bool, Error> {
-        // An empty buffer with no frame taken out since the last fill: frames are not
-        // streaming in, so the room goes back (it is reused while they are).
-        let streaming = std::mem::take(&mut self.taken_out);
-        if self.buf.is_empty() && !streaming {
-            self.spares.clear();
-            if self.buf.capacity() > KEEP_AT_MOST {
-                self.buf = BytesMut::new();
-                (self.shared, self.size) = (false, 0);
-                let _ = self.charge.set(0);
-            }
+        // An emptied large buffer goes back, unless frames taken out of it are alive: then it
+        // is theirs anyway, and this reader reuses it once they are gone (see `release`).
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_AT_MOST && !self.shared {
+            self.drop_buffer();
         }
         // Room for more of a frame whose head is in (one over the limit is refused before this
         // is reached), but at most as much again as has arrived: a peer that declares a large
@@ -194,6 +186,26 @@ impl FrameReader {
 }
 
 impl FrameReader {
+    /// Whether the reader keeps room beyond a small buffer: spares, or an emptied large buffer.
+    pub(crate) fn keeps_room(&self) -> bool {
+        !self.spares.is_empty() || (self.buf.is_empty() && self.buf.capacity() > KEEP_AT_MOST)
+    }
+
+    /// Gives back the spares, and the buffer if it is empty: for a connection with nothing in
+    /// flight, which has no use for them until more comes.
+    pub(crate) fn release(&mut self) {
+        self.spares.clear();
+        if self.buf.is_empty() {
+            self.drop_buffer();
+        }
+    }
+
+    fn drop_buffer(&mut self) {
+        self.buf = BytesMut::new();
+        (self.shared, self.size) = (false, 0);
+        let _ = self.charge.set(0);
+    }
+
     /// Makes room for `grow` more bytes: in place if no frame taken out of the buffer is still
     /// alive, else in the oldest spare whose frames are all gone, else in a new buffer; the
     /// bytes of the frame under way move along, and the old buffer becomes a spare.
@@ -209,7 +221,7 @@ impl FrameReader {
         // A spare may still share its buffer with frames (the room was at its end).
         let (next, shared) = match reusable.and_then(|at| self.spares.remove(at)) {
             Some(spare) => (spare, true),
-            None => (BytesMut::with_capacity(need.max(self.buf.capacity())), false),
+            None => (BytesMut::with_capacity(need.max(self.size)), false),
         };
         let mut old = std::mem::replace(&mut self.buf, next);
         self.buf.extend_from_slice(&old);
@@ -354,11 +366,9 @@ mod tests {
         assert_eq!(start(&third), old, "the old buffer is reused");
         assert_eq!(reader.spares.len(), 1, "and the second one's is kept in its place");
         drop((second, third));
-        // Once a fill finds no frame taken out since the one before, the spares go.
-        let would_block = |_: &mut BytesMut| Err(io::ErrorKind::WouldBlock.into());
-        assert!(reader.fill(would_block).expect("fine"));
-        assert_eq!(reader.spares.len(), 1, "frames were taken out before that fill");
-        assert!(reader.fill(would_block).expect("fine"));
+        // A connection with nothing in flight gives them back.
+        assert!(reader.keeps_room());
+        reader.release();
         assert!(reader.spares.is_empty());
     }
 
