@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -28,6 +29,15 @@ use crate::{Code, Error, ServerConfig};
 
 /// Warnings about peers that broke the protocol: at most one line every few seconds, across
 /// every connection of the process, saying how many were held back.
+/// How long a connection that sent GoAway (or its last answers) waits for the client to hang
+/// up, reading and dropping what it still sends (WIRE.md, GoAway).
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// The same for a connection that ends during its handshake (a `Close`, or GoAway before the
+/// client's hello): shorter, as a peer still in its handshake has no answers to wait for, and
+/// one that never says hello must not hold up a shutdown long.
+const HANDSHAKE_DRAIN: Duration = Duration::from_secs(1);
+
 static BROKEN_PEERS: std::sync::Mutex<RateLimit> =
     std::sync::Mutex::new(RateLimit::new(Duration::from_secs(5)));
 
@@ -40,11 +50,17 @@ pub(crate) async fn refuse(stream: Stream, limit: usize) {
 /// Writes a Close frame on a connection that has no writer task (before or instead of the
 /// hello), then waits for the peer to hang up (see [`discard_until_closed`]).
 async fn send_close(stream: &Stream, code: Code, message: &str) {
+    send_last(stream, &Header::close(code, message), HANDSHAKE_DRAIN).await;
+}
+
+/// Writes `header`, the connection's last frame, and closes our side; then lets the peer
+/// hang up for at most `linger` (see [`discard_until_closed`]).
+async fn send_last(stream: &Stream, header: &Header<'_>, linger: Duration) {
     let mut buf = BytesMut::new();
-    let _ = wire::encode(&mut buf, &Header::close(code, message), wire::no_body, usize::MAX);
+    let _ = wire::encode(&mut buf, header, wire::no_body, usize::MAX);
     if conn::write_all(stream, buf).await.is_ok() {
         let _ = stream.shutdown(std::net::Shutdown::Write);
-        discard_until_closed(stream, Duration::from_secs(1)).await;
+        discard_until_closed(stream, linger).await;
     }
 }
 
@@ -89,18 +105,26 @@ pub(crate) async fn serve_conn(
     // The hello is small: a longer first frame (an HTTP request, a TLS hello, junk) is refused
     // from its length, before its bytes are buffered.
     let mut reader = FrameReader::new(wire::MAX_HELLO);
+    let hello_sent = AtomicBool::new(false);
     let handshake = async {
         let mut hello = BytesMut::new();
         wire::encode_hello(&mut hello, config.max_frame);
         conn::write_all(&stream, hello).await?;
+        hello_sent.store(true, Ordering::Relaxed);
         let first = conn::next_frame(&stream, &mut reader).await?.ok_or(Error::ConnectionClosed)?;
         wire::decode_hello(&first)
     };
     let handshake = tokio::time::timeout(config.handshake_timeout, handshake);
     let handshake = tokio::select! {
         finished = handshake => finished,
-        // A peer still in its handshake has no calls to finish: shutdown does not wait for it.
-        () = go_away.cancelled() => return,
+        () = go_away.cancelled() => {
+            // A client may send requests as soon as it has read our hello, before we read
+            // its own: GoAway with last id 0 tells it that none of them started.
+            if hello_sent.load(Ordering::Relaxed) {
+                send_last(&stream, &Header::GoAway { last_id: 0 }, HANDSHAKE_DRAIN).await;
+            }
+            return;
+        }
     };
     let peer_max = match handshake {
         Ok(Ok(peer_max)) => peer_max,
@@ -164,7 +188,7 @@ pub(crate) async fn serve_conn(
     // Requests the client wrote before it read our GoAway (or Close) may still come: they
     // are dropped unanswered, and the client, having read our end of stream, knows from
     // GoAway's last id that they never started.
-    discard_until_closed(&stream, Duration::from_secs(5)).await;
+    discard_until_closed(&stream, SHUTDOWN_DRAIN).await;
 }
 
 #[path = "dispatch.rs"]

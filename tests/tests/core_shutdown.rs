@@ -11,6 +11,7 @@ use rpc_core::wire::Header;
 use rpc_core::{Client, Code, Error, ServerConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_calls_finish_and_new_calls_are_refused_after_the_signal() {
@@ -153,6 +154,11 @@ async fn a_peer_that_has_not_sent_its_hello_does_not_hold_up_shutdown() {
     let mut silent = TcpStream::connect(tcp_addr(&server.endpoint)).await.unwrap();
     // Its hello read means the server has accepted it and is waiting for ours.
     assert_eq!(frame(&expect_frame(&mut silent).await), HELLO_4MIB);
+    let started = Instant::now();
     server.stop().await.unwrap();
+    // The server waits at most a second for the peer to hang up after its GoAway.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // It may have sent requests after reading our hello: GoAway 0 says none started.
+    assert_eq!(decode(&expect_frame(&mut silent).await).0, Header::GoAway { last_id: 0 });
     expect_closed(&mut silent).await;
 }
